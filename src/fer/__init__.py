@@ -1,0 +1,3 @@
+"""Reproducible facial-emotion recognition on FER-2013."""
+
+__version__ = "0.1.0"

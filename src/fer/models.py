@@ -1,0 +1,74 @@
+"""The two classifiers, looked up by name. Both take (N, 1, 48, 48) float input and give 7 logits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fer.emotions import IMAGE_SIZE, NUM_CLASSES
+from fer.errors import FerError
+
+
+def _conv_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
+
+
+class BasicConvNet(nn.Module):
+    """A plain CNN: three conv+pool stages and a two-layer MLP head, no normalisation layers."""
+
+    def __init__(self, dropout: float = 0.0, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv_relu(1, 32), *_conv_relu(32, 32), nn.MaxPool2d(2),
+            *_conv_relu(32, 64), *_conv_relu(64, 64), nn.MaxPool2d(2),
+            *_conv_relu(64, 128), nn.MaxPool2d(2),
+        )
+        side = IMAGE_SIZE // 8
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128 * side * side, 256), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _vgg_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for channels_in in (in_channels, out_channels):
+        layers += [nn.Conv2d(channels_in, out_channels, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.MaxPool2d(2), nn.Dropout(dropout / 2))
+
+
+class VGGNet(nn.Module):
+    """VGG-style: four blocks of two 3x3 conv+BN+ReLU with max-pooling and dropout, then an FC head."""
+
+    def __init__(self, dropout: float = 0.5, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        widths = (64, 128, 256, 512)
+        blocks = [_vgg_block(c_in, c_out, dropout) for c_in, c_out in zip((1,) + widths, widths)]
+        self.features = nn.Sequential(*blocks)
+        side = IMAGE_SIZE // 16
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(widths[-1] * side * side, 1024), nn.BatchNorm1d(1024), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(1024, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"basic": BasicConvNet, "vgg": VGGNet}
+
+
+def build_model(name: str, dropout: float = 0.0) -> nn.Module:
+    if name not in MODELS:
+        raise FerError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
+    return MODELS[name](dropout=dropout)

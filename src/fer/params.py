@@ -1,0 +1,185 @@
+"""Read `params.yaml` and check every value before any work starts.
+
+Each stage reads only its own blocks. A model's block (`basic:` or `vgg:`) may override any key
+of the shared `train:` block, so `dvc exp run -S train.lr=0.02` changes both models and
+`-S basic.lr=0.02` only the basic one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fer.errors import FerError
+
+DEFAULT_PARAMS = Path("params.yaml")
+MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")
+
+Check = Callable[[Any], str | None]  # returns what is wrong, or None
+
+
+def _integer(low: int, high: int | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {value!r}"
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"from {low} to {high}"
+            return f"must be an integer {bound}, got {value}"
+        return None
+
+    return check
+
+
+def _number(low: float, high: float | None = None, low_inclusive: bool = True) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        too_low = value < low if low_inclusive else value <= low
+        if too_low or (high is not None and value > high):
+            lower = f">= {low}" if low_inclusive else f"> {low}"
+            bound = lower if high is None else f"{lower} and <= {high}"
+            return f"must be a number {bound}, got {value}"
+        return None
+
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
+def _choice(*options: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in options else f"must be one of {', '.join(options)}; got {value!r}"
+
+    return check
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else f"must be a non-empty string, got {value!r}"
+
+
+AUGMENT_SCHEMA: dict[str, Any] = {
+    "crop": _choice("none", "pad", "resized"),
+    "crop_padding": _integer(0, 16),
+    "resized_scale_min": _number(0.0, 1.0, low_inclusive=False),
+    "flip": _boolean,
+    "rotate_degrees": _number(0.0, 90.0),
+    "translate": _number(0.0, 0.5),
+    "erase_prob": _number(0.0, 1.0),
+}
+
+TRAIN_SCHEMA: dict[str, Any] = {
+    "epochs": _integer(1),
+    "batch_size": _integer(1),
+    "lr": _number(0.0, low_inclusive=False),
+    "momentum": _number(0.0, 1.0),
+    "nesterov": _boolean,
+    "weight_decay": _number(0.0),
+    "gamma": _number(0.0, 1.0, low_inclusive=False),
+    "label_smoothing": _number(0.0, 0.5),
+    "seed": _integer(0),
+    "device": _choice("auto", "cpu", "cuda"),
+    "precision": _choice("auto", "fp32", "bf16"),
+    "channels_last": _boolean,
+    "compile": _boolean,
+    "threads": _integer(0),
+    "eval_batch_size": _integer(1),
+    "augment": AUGMENT_SCHEMA,
+}
+
+# Keys that only make sense per model; everything else is inherited from `train:`.
+MODEL_ONLY_SCHEMA: dict[str, Any] = {"dropout": _number(0.0, 0.95)}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "synth": {
+        "train_per_class": _integer(1),
+        "valid_per_class": _integer(1),
+        "test_per_class": _integer(1),
+        "seed": _integer(0),
+    },
+    "data": {
+        "source": _text,
+        "valid_fraction": _number(0.0, 0.5, low_inclusive=False),
+        "seed": _integer(0),
+    },
+    "train": TRAIN_SCHEMA,
+    "evaluate": {
+        "tta": _choice("none", "flip", "tencrop"),
+        "batch_size": _integer(1),
+        "device": _choice("auto", "cpu", "cuda"),
+    },
+}
+
+
+def _validate(block: Any, schema: dict[str, Any], where: str, source: str, partial: bool) -> None:
+    if not isinstance(block, dict):
+        raise FerError(f"{source}: {where} must be a mapping of keys to values, got {block!r}")
+    unknown = sorted(set(block) - set(schema))
+    if unknown:
+        raise FerError(f"{source}: {where}.{unknown[0]} is not a known parameter "
+                       f"(known: {', '.join(schema)})")
+    missing = [] if partial else [key for key in schema if key not in block]
+    if missing:
+        raise FerError(f"{source}: {where}.{missing[0]} is missing")
+    for key, value in block.items():
+        spec = schema[key]
+        if isinstance(spec, dict):
+            _validate(value, spec, f"{where}.{key}", source, partial)
+        elif (problem := spec(value)) is not None:
+            raise FerError(f"{source}: {where}.{key} {problem}")
+
+
+def read_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FerError(f"{path}: parameters file does not exist")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark else ""
+        raise FerError(f"{path}:{line} not valid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(params, dict):
+        raise FerError(f"{path}: must be a mapping of blocks (synth, data, train, ...)")
+    return params
+
+
+def stage_params(block: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """One checked block of the parameters file: synth, data or evaluate."""
+    params = read_params(path)
+    if block not in params:
+        raise FerError(f"{path}: block '{block}' is missing")
+    _validate(params[block], SCHEMAS[block], block, str(path), partial=False)
+    return params[block]
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def model_params(model: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The training parameters for one model: `train:` with the model's block laid over it."""
+    if model not in MODEL_NAMES:
+        raise FerError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
+    params = read_params(path)
+    for block in ("train", model):
+        if block not in params:
+            raise FerError(f"{path}: block '{block}' is missing")
+    _validate(params["train"], TRAIN_SCHEMA, "train", str(path), partial=False)
+    own = params[model] or {}
+    model_schema = {**TRAIN_SCHEMA, **MODEL_ONLY_SCHEMA}
+    _validate(own, model_schema, model, str(path), partial=True)
+    merged = _merge(params["train"], own)
+    merged.setdefault("dropout", 0.0)
+    return merged
