@@ -32,6 +32,11 @@ class BasicConvNet(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(256, num_classes),
         )
+        # Without normalisation layers, PyTorch's default init makes the early epochs crawl; He init suits ReLU.
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

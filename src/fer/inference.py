@@ -1,0 +1,78 @@
+"""Class probabilities for uint8 faces, with optional test-time augmentation.
+
+`fer evaluate` and `fer predict` both go through `predict_proba`, so a face is normalised and
+augmented the same way wherever it is scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer.emotions import IMAGE_SIZE, NUM_CLASSES
+from fer.loader import normalize
+from fer.runtime import autocast
+
+TTA_MODES = ("none", "flip", "tencrop")
+TENCROP_SIZE = 44  # crops keep ~92% of the side, then are resized back to 48
+
+
+def _tencrop(x: torch.Tensor) -> list[torch.Tensor]:
+    offsets = [(0, 0), (0, IMAGE_SIZE - TENCROP_SIZE), (IMAGE_SIZE - TENCROP_SIZE, 0),
+               (IMAGE_SIZE - TENCROP_SIZE,) * 2, ((IMAGE_SIZE - TENCROP_SIZE) // 2,) * 2]
+    crops = []
+    for top, left in offsets:
+        crop = x[:, :, top:top + TENCROP_SIZE, left:left + TENCROP_SIZE]
+        crop = F.interpolate(crop, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+        crops += [crop, crop.flip(-1)]
+    return crops
+
+
+def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The views of a normalised (B,1,48,48) batch whose softmax outputs are averaged."""
+    if tta == "none":
+        return [x]
+    if tta == "flip":
+        return [x, x.flip(-1)]
+    if tta == "tencrop":
+        return _tencrop(x)
+    raise ValueError(f"unknown TTA mode {tta!r} (known: {', '.join(TTA_MODES)})")
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: np.ndarray,
+                  mean: float, std: float, *, tta: str = "none", batch_size: int = 1024,
+                  device: torch.device | None = None, precision: str = "fp32",
+                  channels_last: bool = True) -> np.ndarray:
+    """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views.
+
+    `model` is a torch network or any callable from a float (B,1,48,48) batch to (B,7) logits,
+    such as an ONNX Runtime session wrapper; a callable gets plain contiguous NCHW input.
+    """
+    device = device or torch.device("cpu")
+    if isinstance(model, nn.Module):
+        model = model.to(device).eval()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    else:
+        channels_last = False
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+        x = normalize(batch, mean, std, channels_last=False)
+        views = tta_views(x, tta)
+        total = 0
+        for view in views:
+            if channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                logits = model(view)
+            total = total + logits.float().softmax(dim=1)
+        outputs.append(total / len(views))
+    if not outputs:
+        return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    return torch.cat(outputs).cpu().numpy()

@@ -1,0 +1,138 @@
+"""Batches from a split held as one uint8 tensor, shuffled and augmented a whole batch at a time.
+
+No torch DataLoader and no per-sample Python: an epoch is a seeded permutation, each batch is an
+index into the resident tensor, and all augmentations are tensor ops on the batch. The same code
+runs on CPU or CUDA tensors. All randomness comes from one generator seeded per epoch, so an
+epoch's batches depend only on (seed, epoch) and a resumed run replays them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fer.emotions import IMAGE_SIZE, NUM_CLASSES
+from fer.errors import FerError
+
+
+def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read `<split>_images.npy` and `<split>_labels.npy` as written by `fer preprocess`."""
+    arrays = []
+    for kind in ("images", "labels"):
+        path = Path(data_dir) / f"{split}_{kind}.npy"
+        if not path.is_file():
+            raise FerError(f"{path}: missing; run `fer preprocess` (or `dvc repro preprocess`) first")
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except (ValueError, OSError) as error:
+            raise FerError(f"{path}: not a readable .npy array ({error})") from None
+    images, labels = arrays
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise FerError(f"{data_dir}/{split}_images.npy: expected uint8 (N,48,48), got {images.dtype} {images.shape}")
+    if labels.shape != (len(images),) or labels.size and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
+        raise FerError(f"{data_dir}/{split}_labels.npy: expected {len(images)} labels in 0-6")
+    return images, labels.astype(np.int64)
+
+
+def normalize(images: torch.Tensor, mean: float, std: float, channels_last: bool) -> torch.Tensor:
+    """uint8 (B,48,48) -> float (B,1,48,48) scaled to [0,1], then standardised with the train statistics."""
+    x = images.unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=device) * (high - low) + low
+
+
+def _affine_thetas(n: int, augment: dict[str, Any], g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """One 2x3 sampling matrix per image: crop (as scale + shift), rotation and mirror in one warp."""
+    scale = torch.ones(n, device=device)
+    shift = torch.zeros(n, 2, device=device)
+    if augment["crop"] == "pad":
+        # An integer-pixel shift sampled at pixel centres equals a crop from a padded image.
+        pad = augment["crop_padding"]
+        pixels = torch.randint(-pad, pad + 1, (n, 2), generator=g, device=device).float()
+        shift = pixels * (2.0 / IMAGE_SIZE)
+    elif augment["crop"] == "resized":
+        scale = _uniform(n, augment["resized_scale_min"], 1.0, g, device).sqrt()
+        shift = (torch.rand(n, 2, generator=g, device=device) * 2 - 1) * (1 - scale).unsqueeze(1)
+    if augment["translate"] > 0:
+        shift = shift + (torch.rand(n, 2, generator=g, device=device) * 2 - 1) * 2 * augment["translate"]
+    angle = _uniform(n, -1.0, 1.0, g, device) * math.radians(augment["rotate_degrees"])
+    mirror = torch.ones(n, device=device)
+    if augment["flip"]:
+        mirror = torch.where(torch.rand(n, generator=g, device=device) < 0.5, -1.0, 1.0)
+    cos, sin = angle.cos() * scale, angle.sin() * scale
+    return torch.stack([
+        torch.stack([cos * mirror, -sin, shift[:, 0]], dim=1),
+        torch.stack([sin * mirror, cos, shift[:, 1]], dim=1),
+    ], dim=1)
+
+
+def _erase(x: torch.Tensor, probability: float, g: torch.Generator) -> torch.Tensor:
+    """Random erasing: zero (the dataset mean after normalisation) one rectangle in chosen images."""
+    n, device = x.shape[0], x.device
+    area = _uniform(n, 0.02, 0.25, g, device) * IMAGE_SIZE * IMAGE_SIZE
+    aspect = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), g, device))
+    height = (area * aspect).sqrt().clamp(1, IMAGE_SIZE)
+    width = (area / aspect).sqrt().clamp(1, IMAGE_SIZE)
+    top = torch.rand(n, generator=g, device=device) * (IMAGE_SIZE - height)
+    left = torch.rand(n, generator=g, device=device) * (IMAGE_SIZE - width)
+    chosen = torch.rand(n, generator=g, device=device) < probability
+    coords = torch.arange(IMAGE_SIZE, device=device, dtype=torch.float32)
+    rows = (coords >= top[:, None]) & (coords < (top + height)[:, None])
+    cols = (coords >= left[:, None]) & (coords < (left + width)[:, None])
+    mask = rows[:, :, None] & cols[:, None, :] & chosen[:, None, None]
+    return x.masked_fill(mask.unsqueeze(1), 0.0)
+
+
+def augment_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator) -> torch.Tensor:
+    """Apply the configured augmentations to a normalised (B,1,48,48) batch."""
+    identity = (augment["crop"] == "none" and not augment["flip"]
+                and augment["rotate_degrees"] == 0 and augment["translate"] == 0)
+    if not identity:
+        theta = _affine_thetas(x.shape[0], augment, g, x.device)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if augment["erase_prob"] > 0:
+        x = _erase(x, augment["erase_prob"], g)
+    return x
+
+
+class BatchLoader:
+    """Iterate one split in batches; the images stay resident on the device as uint8."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int,
+                 mean: float, std: float, channels_last: bool = True,
+                 augment: dict[str, Any] | None = None, shuffle: bool = False) -> None:
+        self.images = torch.from_numpy(images).to(device)
+        self.labels = torch.from_numpy(labels).to(device)
+        self.device = device
+        self.batch_size = batch_size
+        self.mean, self.std = mean, std
+        self.channels_last = channels_last
+        self.augment = augment
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def batches(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        count = len(self.images)
+        order = (torch.randperm(count, generator=generator, device=self.device) if self.shuffle
+                 else torch.arange(count, device=self.device))
+        for start in range(0, count, self.batch_size):
+            index = order[start:start + self.batch_size]
+            x = normalize(self.images[index], self.mean, self.std, channels_last=False)
+            if self.augment is not None:
+                x = augment_batch(x, self.augment, generator)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[index]

@@ -1,0 +1,215 @@
+"""The training stage: SGD with momentum under ExponentialLR, one model at a time.
+
+Every epoch appends a row to the curves CSV and atomically rewrites `last.pt`; `best.pt` is the
+epoch with the highest validation (PublicTest) accuracy. The test split is never read here.
+Each epoch's randomness (shuffle, augmentation, dropout) is seeded from (seed, epoch), so a run
+killed and started again resumes from `last.pt` and ends exactly where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from fer.atomic import atomic_path, write_json
+from fer.checkpoint import load_checkpoint, save_checkpoint
+from fer.loader import BatchLoader, load_split
+from fer.models import build_model
+from fer.params import DEFAULT_PARAMS, model_params
+from fer.runtime import autocast, resolve_device, resolve_precision, set_cpu_threads
+
+DATA_DIR = Path("data/processed")
+CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+# Code whose change must restart training rather than resume it.
+TRAINING_CODE = ("train.py", "loader.py", "models.py", "checkpoint.py")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    last: Path
+    best: Path
+    curves: Path
+    metrics: Path
+
+    @classmethod
+    def for_model(cls, name: str, root: Path = Path(".")) -> RunPaths:
+        return cls(last=root / "models" / name / "last.pt", best=root / "models" / name / "best.pt",
+                   curves=root / "plots" / name / "train_curves.csv",
+                   metrics=root / "metrics" / f"{name}_train.json")
+
+
+def _fingerprint(params: dict[str, Any], arrays: list[np.ndarray]) -> str:
+    """What a resumable last.pt must match: parameters (bar the epoch count), data and code."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in params.items() if k != "epochs"}, sort_keys=True).encode())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).data)
+    package = Path(__file__).parent
+    for name in TRAINING_CODE:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
+                    criterion: nn.Module, seed: int, precision: str, progress: tqdm) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training split; returns (mean loss, accuracy)."""
+    model.train()
+    device = loader.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    started = time.perf_counter()
+    for step, (x, y) in enumerate(loader.batches(seed), start=1):
+        with autocast(device, precision):
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Accumulate on the device: reading a value here would stall a GPU every step.
+        loss_sum += loss.detach().float() * len(y)
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+        progress.update(1)
+        if device.type == "cpu" and step % 10 == 0:
+            seen = min(step * loader.batch_size, len(loader.images))
+            progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                                 img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    count = len(loader.images)
+    return loss_sum.item() / count, correct.item() / count
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: BatchLoader, criterion: nn.Module, precision: str) -> tuple[float, float]:
+    model.eval()
+    loss_sum = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    for x, y in loader.batches():
+        with autocast(loader.device, precision):
+            logits = model(x)
+        loss_sum += criterion(logits.float(), y) * len(y)
+        correct += (logits.argmax(dim=1) == y).sum()
+    count = len(loader.images)
+    return loss_sum.item() / count, correct.item() / count
+
+
+def _write_curves(path: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite the whole CSV from the checkpointed history, so it always agrees with last.pt."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _resumable(paths: RunPaths, fingerprint: str, epochs: int) -> dict[str, Any] | None:
+    if not paths.last.exists():
+        return None
+    state = load_checkpoint(paths.last)
+    if state.get("fingerprint") != fingerprint or state.get("epoch", 0) > epochs:
+        tqdm.write(f"{paths.last}: parameters, data or code changed since it was written; starting afresh")
+        return None
+    tqdm.write(f"{paths.last}: resuming after epoch {state['epoch']}")
+    return state
+
+
+def _make_optimizer(model: nn.Module, params: dict[str, Any], device: torch.device) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=params["momentum"],
+                           nesterov=params["nesterov"] and params["momentum"] > 0,
+                           weight_decay=params["weight_decay"], fused=device.type == "cuda")
+
+
+def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR,
+        paths: RunPaths | None = None) -> dict[str, Any]:
+    params = model_params(name, params_path)
+    paths = paths or RunPaths.for_model(name)
+    device = resolve_device(params["device"])
+    precision = resolve_precision(params["precision"], device)
+    if device.type == "cpu":
+        set_cpu_threads(params["threads"])
+    train_images, train_labels = load_split(data_dir, "train")
+    valid_images, valid_labels = load_split(data_dir, "valid")
+    # The normalisation statistics come from train alone and travel inside every checkpoint.
+    mean = float(train_images.mean() / 255.0)
+    std = float(train_images.std() / 255.0) or 1.0
+    fingerprint = _fingerprint(params, [train_images, train_labels, valid_images, valid_labels])
+
+    train_loader = BatchLoader(train_images, train_labels, device, params["batch_size"], mean, std,
+                               params["channels_last"], augment=params["augment"], shuffle=True)
+    valid_loader = BatchLoader(valid_images, valid_labels, device, params["eval_batch_size"], mean, std,
+                               params["channels_last"])
+
+    torch.manual_seed(params["seed"])
+    model = build_model(name, dropout=params["dropout"]).to(device)
+    if params["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = _make_optimizer(model, params, device)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["gamma"])
+    criterion = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
+
+    state = _resumable(paths, fingerprint, params["epochs"])
+    history: list[dict[str, Any]] = []
+    best = {"val_acc": -1.0, "epoch": 0}
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best = list(state["history"]), dict(state["best"])
+    step_model = torch.compile(model) if params["compile"] and device.type == "cuda" else model
+
+    plain = {"model": name, "dropout": float(params["dropout"]), "mean": mean, "std": std,
+             "params": params, "fingerprint": fingerprint}
+    for epoch in range(len(history) + 1, params["epochs"] + 1):
+        started = time.perf_counter()
+        torch.manual_seed(_epoch_seed(params["seed"], epoch))  # dropout's randomness
+        lr = optimizer.param_groups[0]["lr"]
+        with tqdm(total=len(train_loader), desc=f"{name} epoch {epoch}/{params['epochs']}",
+                  leave=False, disable=None) as progress:
+            train_loss, train_acc = train_one_epoch(step_model, train_loader, optimizer, criterion,
+                                                    _epoch_seed(params["seed"], epoch), precision, progress)
+        train_seconds = time.perf_counter() - started
+        val_loss, val_acc = validate(step_model, valid_loader, criterion, precision)
+        scheduler.step()
+        history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
+                        "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": lr,
+                        "seconds": round(time.perf_counter() - started, 3), "train_seconds": train_seconds})
+        if val_acc > best["val_acc"]:
+            best = {"val_acc": val_acc, "epoch": epoch}
+            save_checkpoint(paths.best, {**plain, "state_dict": model.state_dict(), "epoch": epoch,
+                                         "val_acc": val_acc})
+        save_checkpoint(paths.last, {**plain, "state_dict": model.state_dict(), "epoch": epoch,
+                                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                     "history": history, "best": best})
+        _write_curves(paths.curves, history)
+        tqdm.write(f"{name} epoch {epoch:>3}/{params['epochs']}: train loss {train_loss:.4f} acc {train_acc:.4f}"
+                   f" | val loss {val_loss:.4f} acc {val_acc:.4f} | lr {lr:.5f} | {history[-1]['seconds']:.1f}s "
+                   f"({len(train_images) / train_seconds:.0f} img/s)")
+    return _write_metrics(paths.metrics, history, best, len(train_images), device, precision)
+
+
+def _write_metrics(path: Path, history: list[dict[str, Any]], best: dict[str, Any], train_size: int,
+                   device: torch.device, precision: str) -> dict[str, Any]:
+    train_seconds = sum(h["train_seconds"] for h in history)
+    metrics = {
+        "best_epoch": best["epoch"],
+        "best_val_acc": round(best["val_acc"], 6),
+        "final_val_acc": history[-1]["val_acc"] if history else None,
+        "epochs": len(history),
+        "wall_seconds": round(sum(h["seconds"] for h in history), 2),
+        "train_images_per_second": round(train_size * len(history) / train_seconds, 1) if train_seconds else None,
+        "device": device.type,
+        "precision": precision,
+    }
+    write_json(path, metrics)
+    return metrics
