@@ -7,6 +7,7 @@ for importing torch. Every `FerError` becomes one line on stderr and exit status
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,3 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `fer predict ... | head` closed the pipe early; that is the reader's choice, not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

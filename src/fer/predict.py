@@ -1,0 +1,352 @@
+"""`fer predict`: find the faces in images or folders and classify each face's expression.
+
+Each image is decoded and searched for faces on its own; the 48x48 crops then queue up and go
+through `fer.inference.predict_proba` in batches, so a folder of thousands of images costs one
+model call per batch. A file that cannot be used is skipped with a one-line warning, and the
+exit status says whether any was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from fer.atomic import atomic_path, write_json
+from fer.checkpoint import load_checkpoint, model_from_checkpoint
+from fer.emotions import EMOTIONS, NUM_CLASSES
+from fer.errors import FerError
+from fer.faces import IMAGE_SUFFIXES, BadImage, Box, Detector, find_faces, make_detector, read_image, to_gray
+from fer.inference import TTA_MODES, predict_proba
+
+# With --annotate the decoded images wait in memory until their faces are classified; this caps
+# that at a few big photos, whatever the batch size.
+MAX_HELD_IMAGE_BYTES = 256 * 1024 * 1024
+# BGR colour per emotion for the annotated copies, in EMOTIONS order.
+EMOTION_COLOURS = ((40, 40, 220), (40, 140, 40), (160, 60, 160), (0, 200, 255),
+                   (200, 120, 40), (0, 140, 255), (170, 170, 170))
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path      # the file to read
+    relative: Path  # its place under --annotate DIR: the path within the folder named, or its name
+
+
+@dataclass(frozen=True)
+class Classifier:
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor]
+    name: str       # the architecture, "basic" or "vgg"
+    mean: float
+    std: float
+    kind: str       # "checkpoint" or "onnx"
+
+
+@dataclass(frozen=True)
+class Face:
+    box: Box
+    probabilities: np.ndarray  # (7,), in EMOTIONS order
+
+    @property
+    def emotion(self) -> str:
+        return EMOTIONS[int(self.probabilities.argmax())]
+
+    @property
+    def score(self) -> float:
+        return float(self.probabilities.max())
+
+
+@dataclass
+class ImageResult:
+    source: Source
+    width: int
+    height: int
+    faces: list[Face]
+
+
+@dataclass
+class _Detected:
+    """An image whose faces are found and cropped, waiting for its batch to be classified."""
+
+    source: Source
+    width: int
+    height: int
+    faces: list[tuple[Box, np.ndarray]]
+    image: np.ndarray | None = field(default=None, repr=False)  # kept only to draw on
+
+
+def _image_files(folder: Path, exclude: Path | None) -> list[Path]:
+    """Image files under `folder`, recursively and sorted; symlinked folders are not followed."""
+    files = []
+    for directory, subdirectories, names in os.walk(folder):
+        if exclude is not None and Path(directory).resolve().is_relative_to(exclude):
+            subdirectories.clear()
+            continue
+        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files)
+
+
+def find_images(paths: Sequence[str | os.PathLike], exclude: Path | None = None) -> list[Source]:
+    """The images to read: files as named, folders searched.
+
+    `exclude` (the --annotate folder) is skipped when it lies inside a folder searched, so a rerun
+    does not classify the previous run's drawings.
+    """
+    excluded = exclude.resolve() if exclude is not None else None
+    sources, seen = [], set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            root = path.resolve()
+            skip = excluded if excluded is not None and excluded != root and excluded.is_relative_to(root) else None
+            found = [Source(file, file.relative_to(path)) for file in _image_files(path, skip)]
+        elif path.exists():
+            found = [Source(path, Path(path.name))]
+        else:
+            raise FerError(f"{path}: no such file or folder")
+        for source in found:
+            if source.path.resolve() not in seen:
+                seen.add(source.path.resolve())
+                sources.append(source)
+    return sources
+
+
+def _check_annotation_targets(sources: Iterable[Source], folder: Path) -> None:
+    """Drawing over an input, or two inputs drawn to one file, is a usage error found before any work."""
+    owners: dict[Path, Path] = {}
+    for source in sources:
+        if (folder / source.relative).resolve() == source.path.resolve():
+            raise FerError(f"{source.path}: its annotated copy would overwrite it (choose another --annotate folder)")
+        if source.relative in owners:
+            raise FerError(f"{source.path}: its annotated copy would overwrite that of "
+                           f"{owners[source.relative]} (name the folders that hold them instead)")
+        owners[source.relative] = source.path
+
+
+def load_classifier(path: str | os.PathLike) -> Classifier:
+    """A .onnx file runs on ONNX Runtime; anything else is read as a fer checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FerError(f"{path}: model file does not exist (train one with `dvc repro`, or pass --model)")
+    if path.suffix.lower() == ".onnx":
+        from fer.export import load_onnx
+
+        onnx_model = load_onnx(path)
+        return Classifier(onnx_model, onnx_model.name, onnx_model.mean, onnx_model.std, "onnx")
+    checkpoint = load_checkpoint(path)
+    network = model_from_checkpoint(checkpoint, source=str(path))
+    return Classifier(network, str(checkpoint["model"]), float(checkpoint["mean"]), float(checkpoint["std"]),
+                      "checkpoint")
+
+
+def _skip(source: Source, problem: str, failures: list[tuple[Source, str]]) -> None:
+    """Warn in one line, whatever the library's message looked like, and record the failure."""
+    problem = " ".join(problem.split())
+    tqdm.write(f"fer: warning: {source.path}: {problem}", file=sys.stderr)
+    failures.append((source, problem))
+
+
+def _detect_each(sources: Sequence[Source], detector: Detector, keep_images: bool,
+                 failures: list[tuple[Source, str]]) -> Iterator[_Detected]:
+    """Decode and search one image at a time; bad files are warned about, recorded and skipped."""
+    for source in tqdm(sources, desc="fer predict", unit="image", file=sys.stderr, disable=None):
+        try:
+            image = read_image(source.path)
+        except BadImage as problem:
+            _skip(source, str(problem), failures)
+            continue
+        height, width = image.shape[:2]
+        faces = find_faces(to_gray(image), detector)
+        yield _Detected(source, width, height, faces, image if keep_images else None)
+
+
+def _in_batches(detected: Iterable[_Detected], batch_size: int) -> Iterator[list[_Detected]]:
+    """Group images until their faces fill a batch (or their held pixels reach the memory cap)."""
+    group: list[_Detected] = []
+    faces = held = 0
+    for item in detected:
+        group.append(item)
+        faces += len(item.faces)
+        held += item.image.nbytes if item.image is not None else 0
+        if faces >= batch_size or held >= MAX_HELD_IMAGE_BYTES:
+            yield group
+            group, faces, held = [], 0, 0
+    if group:
+        yield group
+
+
+def _classify(group: list[_Detected], classifier: Classifier, tta: str, batch_size: int) -> list[ImageResult]:
+    crops = [crop for item in group for _, crop in item.faces]
+    probabilities = np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    if crops:
+        probabilities = predict_proba(classifier.model, np.stack(crops), classifier.mean, classifier.std,
+                                      tta=tta, batch_size=batch_size)
+    results, start = [], 0
+    for item in group:
+        boxes = [box for box, _ in item.faces]
+        faces = [Face(box, probabilities[start + index]) for index, box in enumerate(boxes)]
+        start += len(boxes)
+        results.append(ImageResult(item.source, item.width, item.height, faces))
+    return results
+
+
+def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light label backgrounds, white on dark ones (BT.601 luma of the BGR colour)."""
+    blue, green, red = background
+    return (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 128 else (255, 255, 255)
+
+
+def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+    """Boxes and 'Emotion 87%' labels drawn on the image, sized to the image and each face."""
+    thickness = max(1, round(min(image.shape[:2]) / 240))
+    for face in faces:
+        x, y, width, height = face.box
+        colour = EMOTION_COLOURS[EMOTIONS.index(face.emotion)]
+        cv2.rectangle(image, (x, y), (x + width - 1, y + height - 1), colour, thickness)
+        label = f"{face.emotion} {face.score:.0%}"
+        scale = min(2.0, max(0.35, width / 280))  # about the box's width for an 11-character label
+        (text_width, text_height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        # Above the box when it fits there, else just inside its top edge.
+        top = y - text_height - baseline - thickness if y >= text_height + baseline + thickness else y
+        cv2.rectangle(image, (x, top), (x + text_width + 4, top + text_height + baseline + 2), colour, -1)
+        cv2.putText(image, label, (x + 2, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    _text_colour(colour), 1, cv2.LINE_AA)
+    return image
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    """Encode in the format the name says, then write atomically (cv2.imwrite would pick the
+    encoder from the temporary file's name)."""
+    ok, encoded = cv2.imencode(path.suffix.lower(), image)
+    if not ok:
+        raise OSError(f"cannot encode a {path.suffix} image")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+
+
+def _annotate(item: _Detected, result: ImageResult, folder: Path, failures: list[tuple[Source, str]]) -> None:
+    target = folder / item.source.relative
+    try:
+        _write_image(target, draw_faces(item.image, result.faces))
+    except (OSError, cv2.error) as error:
+        _skip(item.source, f"cannot write annotated copy {target} ({getattr(error, 'strerror', None) or error})",
+              failures)
+
+
+def predict_images(sources: Sequence[Source], classifier: Classifier, detector: Detector, tta: str = "none",
+                   batch_size: int = 256, annotate: Path | None = None
+                   ) -> tuple[list[ImageResult], list[tuple[Source, str]]]:
+    """Results for the images that could be read, and (source, problem) for those that could not."""
+    results: list[ImageResult] = []
+    failures: list[tuple[Source, str]] = []
+    detected = _detect_each(sources, detector, keep_images=annotate is not None, failures=failures)
+    for group in _in_batches(detected, batch_size):
+        group_results = _classify(group, classifier, tta, batch_size)
+        if annotate is not None:
+            for item, result in zip(group, group_results):
+                _annotate(item, result, annotate, failures)
+                item.image = None
+        results += group_results
+    return results, failures
+
+
+def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]], classifier: Classifier,
+            model_path: str, detector: str, tta: str) -> dict[str, Any]:
+    def face_json(face: Face) -> dict[str, Any]:
+        x, y, width, height = face.box
+        return {"box": {"x": x, "y": y, "w": width, "h": height}, "emotion": face.emotion,
+                "score": round(face.score, 6),
+                "probabilities": {name: round(float(p), 6) for name, p in zip(EMOTIONS, face.probabilities)}}
+
+    return {
+        "model": {"path": str(model_path), "name": classifier.name, "kind": classifier.kind},
+        "detector": detector,
+        "tta": tta,
+        "emotions": list(EMOTIONS),
+        "images": [{"path": str(result.source.path), "width": result.width, "height": result.height,
+                    "faces": [face_json(face) for face in result.faces]} for result in results],
+        "failed": [{"path": str(source.path), "error": problem} for source, problem in failures],
+        "summary": {"images": len(results), "faces": sum(len(result.faces) for result in results),
+                    "failed": len(failures)},
+    }
+
+
+def format_table(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]]) -> str:
+    """One row per face (or per image without one): box, top emotion and all seven probabilities."""
+    rows = []
+    for result in results:
+        if not result.faces:
+            rows.append([str(result.source.path), "-", "-", "no face found"] + [""] * len(EMOTIONS))
+        for number, face in enumerate(result.faces, start=1):
+            rows.append([str(result.source.path), str(number), ",".join(map(str, face.box)), face.emotion]
+                        + [f"{p:.2f}" for p in face.probabilities])
+    header = ["image", "face", "box x,y,w,h", "emotion", *EMOTIONS]
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    left_aligned = {0, 2, 3}
+    lines = ["  ".join(cell.ljust(width) if column in left_aligned else cell.rjust(width)
+                       for column, (cell, width) in enumerate(zip(row, widths))).rstrip()
+             for row in [header, *rows]]
+    faces = sum(len(result.faces) for result in results)
+    without = sum(not result.faces for result in results)
+    lines.append(f"{len(results)} images, {faces} faces, {without} images without a face, "
+                 f"{len(failures)} files skipped")
+    return "\n".join(lines)
+
+
+def _check_options(detector: str, tta: str, batch_size: int) -> None:
+    if tta not in TTA_MODES:
+        raise FerError(f"unknown --tta '{tta}' (known: {', '.join(TTA_MODES)})")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FerError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    make_detector(detector)  # raises for an unknown name before any file is read
+
+
+def _prepare_annotate_folder(annotate: Path) -> None:
+    try:
+        annotate.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FerError(f"{annotate}: cannot create the --annotate folder ({error.strerror or error})") from None
+
+
+def _write_json(json_out: str, document: dict[str, Any]) -> None:
+    if json_out == "-":
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    try:
+        write_json(json_out, document)
+    except OSError as error:
+        raise FerError(f"{json_out}: cannot write JSON results ({error.strerror or error})") from None
+
+
+def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = "models/vgg/best.pt",
+        detector: str = "haar", json_out: str | None = None, annotate: str | os.PathLike | None = None,
+        tta: str = "none", batch_size: int = 256) -> int:
+    """Exit status: 0 when every file was predicted, 1 when any was skipped (the rest still are)."""
+    _check_options(detector, tta, batch_size)
+    annotate = Path(annotate) if annotate is not None else None
+    sources = find_images(paths, exclude=annotate)
+    if not sources:
+        raise FerError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
+    if annotate is not None:
+        _check_annotation_targets(sources, annotate)
+    classifier = load_classifier(model)
+    if annotate is not None:
+        _prepare_annotate_folder(annotate)
+    results, failures = predict_images(sources, classifier, make_detector(detector), tta, batch_size, annotate)
+    if json_out is not None:
+        _write_json(json_out, to_json(results, failures, classifier, str(model), detector, tta))
+    if json_out != "-":
+        print(format_table(results, failures))
+    return 1 if failures else 0
+
