@@ -1,0 +1,424 @@
+"""Training throughput: our loader + step against the bare model step and a seed-style DataLoader.
+
+    PYTHONPATH=src python3 benchmarks/train_throughput.py [--models basic vgg] [--devices cpu cuda]
+        [--images K] [--batch-size B] [--workers N] [--repeats R] [--data DIR] [--json FILE]
+
+For each model and device (cpu always, cuda when torch sees one), in images per second:
+  a  ours: `fer.train.train_one_epoch` on a `BatchLoader` over the first K training images, with
+     params.yaml's augmentation, the model in channels_last and `_make_optimizer`'s SGD.
+  b  bare: forward + loss + backward + step repeated on one pre-made batch; the compute limit of a.
+  c  seed style: a per-sample numpy/torch Dataset (4-px pad crop, flip, normalise) under
+     `torch.utils.data.DataLoader(shuffle=True, num_workers=N)`, fp32 and NCHW.
+a/b shows what the loader and augmentation cost (same precision on both sides); a/c what the
+whole recipe gains. CPU runs a and b in fp32 and bf16 autocast, and a/c takes our best CPU setting
+(bf16 + channels_last); CUDA runs a and b in bf16, with the data resident on the GPU.
+Every pass is timed after a warm-up. With --repeats R the variants take R turns each and the
+fastest pass of each counts, since on a shared machine interference only ever slows a pass down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+# The GPU machine has the dependencies but not our package: fall back to this checkout's sources.
+if importlib.util.find_spec("fer") is None:
+    sys.path.insert(0, str(REPO / "src"))
+
+from fer.errors import FerError  # noqa: E402
+from fer.loader import BatchLoader, load_split, normalize  # noqa: E402
+from fer.models import build_model  # noqa: E402
+from fer.params import model_params  # noqa: E402
+from fer.runtime import autocast, set_cpu_threads  # noqa: E402
+from fer.train import _make_optimizer, train_one_epoch  # noqa: E402
+
+PARAMS = REPO / "params.yaml"
+MODELS = ("basic", "vgg")
+# Sized so the default CPU run (both models, three rounds) takes three to five minutes on two
+# cores, where basic trains at about 400 img/s in fp32 and 1100 in bf16, vgg at about 60 and 200.
+CPU_IMAGES = {"basic": 2048, "vgg": 384}
+CPU_WORKERS = 2
+WARMUP_BATCHES = {"cpu": 2, "cuda": 10}
+# On a shared CPU one pass can run 10x slower than the next; short passes taken in turns, best of
+# three, find the quiet moments that one long pass cannot.
+DEFAULT_REPEATS = {"cpu": 3, "cuda": 3}
+TARGET_A_OVER_B = {"cpu": 0.95, "cuda": 0.90}
+TARGET_A_OVER_C_CPU = 1.5
+
+
+@dataclass
+class Row:
+    """One model/device/precision line of the table; img/s are None where not measured."""
+    model: str
+    device: str
+    precision: str
+    images: int
+    batch_size: int
+    ours: float
+    bare: float
+    seed_style: float | None = None
+    a_over_b: float = field(init=False)
+    a_over_c: float | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.a_over_b = self.ours / self.bare
+        self.a_over_c = self.ours / self.seed_style if self.seed_style else None
+
+
+# --- what ran where ---------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def git_commit() -> str:
+    """Short commit, with -dirty when the tree differs from it: numbers belong to exact code."""
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    return commit + ("-dirty" if git("status", "--porcelain") else "")
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": git_commit(),
+    }
+
+
+# --- timing -----------------------------------------------------------------------------------
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, work: Callable[[], int]) -> float:
+    """Images per second of `work`, which returns how many images it trained on."""
+    synchronize(device)
+    started = time.perf_counter()
+    images = work()
+    synchronize(device)  # CUDA work is queued; the clock must wait for it
+    return images / (time.perf_counter() - started)
+
+
+# --- the three set-ups ------------------------------------------------------------------------
+# Each `prepare_*` builds its model and loader, runs the warm-up and returns a function that times
+# one pass, so the passes of all variants can take turns and share whatever load the machine has.
+
+TimedPass = Callable[[], float]
+
+
+@dataclass
+class Setup:
+    """What every measurement of one model on one device shares."""
+    model_name: str
+    params: dict[str, Any]
+    device: torch.device
+    images: np.ndarray  # the first K training images
+    labels: np.ndarray
+    mean: float
+    std: float
+    batch_size: int
+
+    def fresh_model(self, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
+        # Same seed every time, so each variant starts from identical weights.
+        torch.manual_seed(0)
+        model = build_model(self.model_name, dropout=self.params["dropout"]).to(self.device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        return model, _make_optimizer(model, self.params, self.device)
+
+    def criterion(self) -> nn.Module:
+        return nn.CrossEntropyLoss(label_smoothing=self.params["label_smoothing"])
+
+    def warmup_count(self) -> int:
+        # Full batches plus the ragged last one, so every batch shape the timed pass meets is warm.
+        full = min(len(self.images) // self.batch_size, WARMUP_BATCHES[self.device.type]) * self.batch_size
+        return full + len(self.images) % self.batch_size
+
+    def our_loader(self, count: int) -> BatchLoader:
+        return BatchLoader(self.images[:count], self.labels[:count], self.device, self.batch_size,
+                           self.mean, self.std, channels_last=True, augment=self.params["augment"], shuffle=True)
+
+
+def prepare_ours(setup: Setup, precision: str) -> TimedPass:
+    """(a): the real training epoch, loader and augmentation included."""
+    model, optimizer = setup.fresh_model(channels_last=True)
+    criterion = setup.criterion()
+
+    def epoch(loader: BatchLoader, seed: int) -> int:
+        train_one_epoch(model, loader, optimizer, criterion, seed, precision, tqdm(disable=True))
+        return len(loader.images)
+
+    epoch(setup.our_loader(setup.warmup_count()), seed=0)
+    loader = setup.our_loader(len(setup.images))
+    return lambda: timed(setup.device, lambda: epoch(loader, seed=1))
+
+
+def prepare_bare(setup: Setup, precision: str) -> TimedPass:
+    """(b): the same step with no loader at all, on one batch made once."""
+    model, optimizer = setup.fresh_model(channels_last=True)
+    criterion = setup.criterion()
+    count = min(setup.batch_size, len(setup.images))
+    x = normalize(torch.from_numpy(setup.images[:count]).to(setup.device), setup.mean, setup.std,
+                  channels_last=True)
+    y = torch.from_numpy(setup.labels[:count]).to(setup.device)
+
+    def steps(n: int) -> int:
+        for _ in range(n):
+            with autocast(setup.device, precision):
+                loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return n * count
+
+    steps(WARMUP_BATCHES[setup.device.type])
+    timed_steps = max(1, len(setup.images) // count)
+    return lambda: timed(setup.device, lambda: steps(timed_steps))
+
+
+def prepare_loader_alone(setup: Setup) -> TimedPass:
+    """Our loader with augmentation and no model: the cost that a/b falls short by."""
+    def drain(loader: BatchLoader) -> int:
+        for _ in loader.batches(seed=1):
+            pass
+        return len(loader.images)
+
+    drain(setup.our_loader(setup.warmup_count()))
+    loader = setup.our_loader(len(setup.images))
+    return lambda: timed(setup.device, lambda: drain(loader))
+
+
+class SeedStyleDataset(Dataset):
+    """The usual per-sample recipe, without torchvision: pad-and-crop, flip, to float, normalise."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: float, std: float, padding: int) -> None:
+        self.images, self.labels = images, labels
+        self.mean, self.std, self.padding = mean, std, padding
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        side = self.images.shape[1]
+        # Black padding before normalising, as torchvision's RandomCrop(padding=4) on a PIL image.
+        padded = np.pad(self.images[index], self.padding)
+        # torch's generator, as torchvision uses: DataLoader seeds it differently in every worker.
+        top, left = torch.randint(0, 2 * self.padding + 1, (2,)).tolist()
+        crop = padded[top:top + side, left:left + side]
+        if torch.rand(()) < 0.5:
+            crop = crop[:, ::-1]
+        x = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32) / 255.0).unsqueeze(0)
+        return (x - self.mean) / self.std, int(self.labels[index])
+
+
+def prepare_seed_style(setup: Setup, workers: int) -> TimedPass:
+    """(c): fp32, NCHW, per-sample transforms in DataLoader workers, batches copied to the device."""
+    model, optimizer = setup.fresh_model(channels_last=False)
+    criterion = setup.criterion()
+    padding = setup.params["augment"]["crop_padding"]
+
+    def epoch(count: int) -> int:
+        dataset = SeedStyleDataset(setup.images[:count], setup.labels[:count], setup.mean, setup.std, padding)
+        # A fresh DataLoader per pass: without persistent workers each epoch starts its workers anew.
+        loader = DataLoader(dataset, batch_size=setup.batch_size, shuffle=True, num_workers=workers)
+        # The loss is summed on the device as in ours, so c differs from a only in loader and settings.
+        loss_sum = torch.zeros((), device=setup.device)
+        for x, y in loader:
+            x, y = x.to(setup.device), y.to(setup.device)
+            loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(y)
+        loss_sum.item()
+        return count
+
+    epoch(setup.warmup_count())
+    return lambda: timed(setup.device, lambda: epoch(len(setup.images)))
+
+
+# --- running it -------------------------------------------------------------------------------
+
+def precisions_for(device: torch.device) -> list[str]:
+    return ["fp32", "bf16"] if device.type == "cpu" else ["bf16"]
+
+
+def default_images(model: str, device: torch.device, available: int) -> int:
+    # A GPU goes through the whole split in seconds; two CPU cores need a subset.
+    return CPU_IMAGES[model] if device.type == "cpu" else available
+
+
+def default_workers(device: torch.device) -> int:
+    return CPU_WORKERS if device.type == "cpu" else min(8, len(os.sched_getaffinity(0)))
+
+
+def benchmark(setup: Setup, workers: int, repeats: int) -> tuple[list[Row], float]:
+    """All rows of one model on one device, plus the loader-alone img/s."""
+    tag = f"{setup.model_name}/{setup.device.type}"
+    log(f"{tag}: building and warming up every variant")
+    passes: dict[str, TimedPass] = {"loader": prepare_loader_alone(setup),
+                                    "seed": prepare_seed_style(setup, workers)}
+    for precision in precisions_for(setup.device):
+        passes[f"ours {precision}"] = prepare_ours(setup, precision)
+        passes[f"bare {precision}"] = prepare_bare(setup, precision)
+    # Rounds of one pass each: the fastest pass counts, since interference only ever slows one down.
+    best = dict.fromkeys(passes, 0.0)
+    for round_number in range(1, repeats + 1):
+        for name, timed_pass in passes.items():
+            log(f"{tag}: round {round_number}/{repeats}, {name} ...")
+            best[name] = max(best[name], timed_pass())
+    rows = [Row(setup.model_name, setup.device.type, precision, len(setup.images), setup.batch_size,
+                best[f"ours {precision}"], best[f"bare {precision}"],
+                best["seed"] if precision == "bf16" else None)
+            for precision in precisions_for(setup.device)]
+    return rows, best["loader"]
+
+
+def verdict(value: float | None, target: float) -> str:
+    if value is None:
+        return ""
+    return f">= {target:.2f} {'PASS' if value >= target else 'FAIL'}"
+
+
+def table(rows: list[Row], loader_alone: float, workers: int, repeats: int) -> list[str]:
+    header = (f"{'model':<6} {'device':<6} {'prec':<5} {'K':>6} {'a ours':>9} {'b bare':>9} {'c seed':>9}"
+              f"  {'a/b':>5} {'target':<12}  {'a/c':>5} {'target':<12}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        seed = f"{row.seed_style:9.0f}" if row.seed_style else f"{'':>9}"
+        a_over_c = f"{row.a_over_c:5.2f}" if row.a_over_c else f"{'':>5}"
+        c_target = verdict(row.a_over_c, TARGET_A_OVER_C_CPU) if row.device == "cpu" else "(no target)"
+        lines.append(f"{row.model:<6} {row.device:<6} {row.precision:<5} {row.images:>6} {row.ours:9.0f} "
+                     f"{row.bare:9.0f} {seed}  {row.a_over_b:5.2f} "
+                     f"{verdict(row.a_over_b, TARGET_A_OVER_B[row.device]):<12}  {a_over_c} "
+                     f"{c_target if row.a_over_c else '':<12}")
+    lines.append(f"  loader alone (BatchLoader + augment_batch, no model): {loader_alone:.0f} img/s; "
+                 f"c uses num_workers={workers}; best of {repeats} pass(es) after a warm-up")
+    return lines
+
+
+def legend(machine: dict[str, Any], data: Path, train_size: int) -> list[str]:
+    gpu = machine["gpu"] or "none"
+    return [
+        f"machine: {machine['cpu']}; {machine['logical_cores']} logical cores, {machine['usable_cores']} usable,"
+        f" torch threads {machine['torch_threads']}; GPU: {gpu}",
+        f"torch {machine['torch']}, python {machine['python']}, git {machine['commit']}",
+        f"data: {data} ({train_size} training images; each run uses the first K)",
+        "a = ours: fer.train.train_one_epoch + BatchLoader with params.yaml's augmentation, channels_last",
+        "b = bare: the same model/optimizer/precision/channels_last step repeated on one pre-made batch",
+        "c = seed style: per-sample Dataset (pad-4 crop, flip, normalise) + DataLoader(shuffle=True,"
+        " num_workers=N), fp32, NCHW; lighter augmentation than ours (no rotation, no erasing)",
+        "a/b compares a and b at the row's precision; a/c compares the bf16 row's a (bf16 + channels_last)"
+        " with c (fp32, NCHW)",
+    ]
+
+
+def log(message: str) -> None:
+    print(f"  ... {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--devices", nargs="+", choices=("cpu", "cuda"),
+                        default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    parser.add_argument("--images", type=int, default=None, metavar="K",
+                        help=f"training images per pass (default: CPU {CPU_IMAGES}, CUDA the whole split)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: params.yaml's batch_size")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help=f"DataLoader workers for c (default: {CPU_WORKERS} on CPU, min(8, cores) on CUDA)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed passes per variant, the fastest counts (default: {DEFAULT_REPEATS})")
+    parser.add_argument("--data", type=Path, default=Path("data/processed"),
+                        help="folder with train_images.npy and train_labels.npy (default: data/processed)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results here")
+    args = parser.parse_args(argv)
+    if "cuda" in args.devices and not torch.cuda.is_available():
+        parser.error("--devices cuda: torch sees no CUDA GPU")
+    for name in ("images", "batch_size", "repeats"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def load_train(data: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return load_split(data, "train")
+    except FerError as error:
+        sys.exit(f"train_throughput: {error}\n  (point --data at a folder holding train_images.npy and "
+                 f"train_labels.npy, e.g. the output of `fer preprocess`)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    set_cpu_threads(0)
+    images, labels = load_train(args.data)
+    # The statistics of the whole split, as `fer.train.run` computes them.
+    mean, std = float(images.mean() / 255.0), float(images.std() / 255.0) or 1.0
+    machine = machine_info()
+    results: list[dict[str, Any]] = []
+    lines = legend(machine, args.data, len(images))
+    print("\n".join(lines), flush=True)
+    for device_name in args.devices:
+        device = torch.device(device_name)
+        workers = args.workers if args.workers is not None else default_workers(device)
+        repeats = args.repeats or DEFAULT_REPEATS[device.type]
+        for model in args.models:
+            params = model_params(model, PARAMS)
+            count = min(args.images or default_images(model, device, len(images)), len(images))
+            setup = Setup(model, params, device, images[:count], labels[:count], mean, std,
+                          args.batch_size or params["batch_size"])
+            rows, loader_alone = benchmark(setup, workers, repeats)
+            block = table(rows, loader_alone, workers, repeats)
+            print("\n" + "\n".join(block), flush=True)
+            lines += ["", *block]
+            results += [{**asdict(row), "loader_alone": loader_alone, "workers": workers, "repeats": repeats}
+                        for row in rows]
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine, "results": results, "report": lines}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
