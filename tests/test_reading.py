@@ -1,0 +1,472 @@
+"""Reading FER-2013: the CSV parser's accepted quirks and rejections, and the image-folder reader."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fer import reading
+from fer.emotions import EMOTIONS, IMAGE_SIZE, SPLITS
+from fer.errors import FerError
+from fer.reading import read_csv, read_folder, read_source
+
+# Seven rows with mixed usages, so file order within a split is tested too.
+USAGES = ("Training", "PublicTest", "Training", "PrivateTest", "Training", "PrivateTest", "PublicTest")
+LABELS = (3, 0, 6, 1, 4, 5, 2)
+USAGE_SPLIT = {"Training": "train", "PublicTest": "valid", "PrivateTest": "test"}
+HEADER = "emotion,pixels,Usage"
+
+
+def sample_images(count: int = len(USAGES), seed: int = 0) -> np.ndarray:
+    images = np.random.default_rng(seed).integers(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    images[0, 0, :3] = (0, 255, 7)  # the extremes and a one-digit value, in every sample
+    return images
+
+
+def pixel_text(image: np.ndarray) -> str:
+    return " ".join(map(str, image.ravel().tolist()))
+
+
+def csv_lines(images: np.ndarray, order: tuple[str, ...] = ("emotion", "pixels", "Usage"),
+              quote: bool = False) -> list[str]:
+    lines = [",".join(order)]
+    for image, label, usage in zip(images, LABELS, USAGES):
+        pixels = f'"{pixel_text(image)}"' if quote else pixel_text(image)
+        fields = {"emotion": str(label), "pixels": pixels, "Usage": usage}
+        lines.append(",".join(fields[name] for name in order))
+    return lines
+
+
+def write_csv(path: Path, lines: list[str], newline: str = "\n", end: str = "\n", prefix: bytes = b"") -> Path:
+    data = prefix + (newline.join(lines) + end).encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def good_csv(folder: Path, name: str = "fer2013.csv", images: np.ndarray | None = None) -> Path:
+    return write_csv(folder / name, csv_lines(sample_images() if images is None else images))
+
+
+def assert_matches_sample(data: reading.Dataset, images: np.ndarray | None = None) -> None:
+    images = sample_images() if images is None else images
+    for split in SPLITS:
+        rows = [row for row, usage in enumerate(USAGES) if USAGE_SPLIT[usage] == split]
+        assert data.images[split].dtype == np.uint8 and data.images[split].shape == (len(rows), 48, 48)
+        assert data.labels[split].dtype == np.int64
+        assert np.array_equal(data.images[split], images[rows])
+        assert data.labels[split].tolist() == [LABELS[row] for row in rows]
+
+
+def rejection(path: Path) -> str:
+    with pytest.raises(FerError) as caught:
+        read_source(path, valid_fraction=0.25, seed=0)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def replace_line(lines: list[str], number: int, old: str, new: str) -> list[str]:
+    """Copy of `lines` with one substitution on the given 1-based line."""
+    changed = list(lines)
+    assert old in changed[number - 1]
+    changed[number - 1] = changed[number - 1].replace(old, new, 1)
+    return changed
+
+
+# --- CSV: what it accepts -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["fer2013.csv", "fer2013.csv.gz", "FER2013.CSV"])
+def test_plain_and_gzip_csv(tmp_path: Path, name: str) -> None:
+    assert_matches_sample(read_source(good_csv(tmp_path, name), 0.1, 0))
+
+
+def test_gzip_of_several_members(tmp_path: Path) -> None:
+    text = ("\n".join(csv_lines(sample_images())) + "\n").encode()
+    middle = len(text) // 2
+    path = tmp_path / "fer2013.csv.gz"
+    path.write_bytes(gzip.compress(text[:middle]) + gzip.compress(text[middle:]))
+    assert_matches_sample(read_csv(path))
+
+
+def test_crlf_line_endings(tmp_path: Path) -> None:
+    assert_matches_sample(read_csv(write_csv(tmp_path / "a.csv", csv_lines(sample_images()), newline="\r\n",
+                                             end="\r\n")))
+
+
+def test_utf8_byte_order_mark(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", csv_lines(sample_images()), prefix=b"\xef\xbb\xbf")
+    assert_matches_sample(read_csv(path))
+
+
+def test_header_names_with_spaces_quotes_and_other_case(tmp_path: Path) -> None:
+    lines = csv_lines(sample_images())
+    lines[0] = ' emotion , "pixels",USAGE '
+    assert_matches_sample(read_csv(write_csv(tmp_path / "a.csv", lines)))
+
+
+@pytest.mark.parametrize("order", [("pixels", "emotion", "Usage"), ("Usage", "emotion", "pixels"),
+                                   ("Usage", "pixels", "emotion")])
+def test_columns_in_another_order(tmp_path: Path, order: tuple[str, ...]) -> None:
+    lines = csv_lines(sample_images(), order=order)
+    assert_matches_sample(read_csv(write_csv(tmp_path / "a.csv", lines, newline="\r\n")))
+
+
+def test_quoted_fields(tmp_path: Path) -> None:
+    lines = csv_lines(sample_images(), quote=True)
+    lines[2] = replace_line(lines, 3, ",PublicTest", ', "PublicTest" ')[2].replace("0,", '"0",', 1)
+    assert_matches_sample(read_csv(write_csv(tmp_path / "a.csv", lines)))
+
+
+@pytest.mark.parametrize("end", ["\n\n\n", "\r\n\r\n", ""],
+                         ids=["blank-lines", "blank-crlf", "no-final-newline"])
+def test_file_endings(tmp_path: Path, end: str) -> None:
+    path = write_csv(tmp_path / "a.csv", csv_lines(sample_images()), end=end)
+    assert_matches_sample(read_csv(path))
+
+
+def test_leading_zeros_are_still_pixels(tmp_path: Path) -> None:
+    images = sample_images()
+    lines = replace_line(csv_lines(images), 2, "0 255 7 ", "000 255 07 ")
+    assert_matches_sample(read_csv(write_csv(tmp_path / "a.csv", lines)), images)
+
+
+@pytest.mark.parametrize("block_bytes", [4096, 20_000])
+def test_many_small_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int) -> None:
+    """Blocks smaller than a row, and a few rows long: rows and line numbers survive every cut."""
+    monkeypatch.setattr(reading, "_BLOCK_BYTES", block_bytes)
+    images = sample_images()
+    path = write_csv(tmp_path / "a.csv.gz", csv_lines(images))
+    assert_matches_sample(read_csv(path), images)
+    path = write_csv(tmp_path / "b.csv.gz", replace_line(csv_lines(images), 7, ",PrivateTest", ",Private"))
+    assert "b.csv.gz: line 7: Usage 'Private'" in rejection(path)
+
+
+# --- CSV: what it rejects, with the file, the line and the problem --------------------------------
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("label,pixels,Usage", "line 1: header column 'emotion' is missing"),
+    ("emotion,pixels", "line 1: header column 'Usage' is missing"),
+    ("emotion,pixels,Usage,pixels", "line 1: header column 'pixels' appears twice"),
+    ("emotion,pixels,Usage,extra", "line 1: header must name exactly emotion, pixels, Usage"),
+])
+def test_bad_header(tmp_path: Path, header: str, expected: str) -> None:
+    lines = csv_lines(sample_images())
+    lines[0] = header
+    assert f"a.csv: {expected}" in rejection(write_csv(tmp_path / "a.csv", lines))
+
+
+def test_data_row_instead_of_header(tmp_path: Path) -> None:
+    lines = csv_lines(sample_images())[1:]
+    message = rejection(write_csv(tmp_path / "a.csv", lines))
+    assert "a.csv: line 1: header column 'emotion' is missing" in message
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    (" 7 ", " 7  ", "pixel 4 is empty"),
+    ("0 255 7 ", "0 255 7x ", "pixel 3 is '7x', not an integer 0-255"),
+    ("0 255 7 ", "0 255 -7 ", "pixel 3 is '-7', not an integer 0-255"),
+    ("0 255 7 ", "0 255 7.5 ", "pixel 3 is '7.5', not an integer 0-255"),
+    ("0 255 7 ", "0 256 7 ", "pixel 2 is '256', not an integer 0-255"),
+    ("0 255 7 ", "0 1000 7 ", "pixel 2 is '1000', not an integer 0-255"),
+    ("0 255 7 ", "0 0255 7 ", "pixel 2 is '0255', not an integer 0-255"),
+    ("0 255 7 ", '0 255 "7 ', "pixel 3 is '\"7', not an integer 0-255"),
+    ("0 255 7 ", "0 255 ", "has 2303 pixels, expected 2304"),
+    ("0 255 7 ", "0 255 7 1 ", "has 2305 pixels, expected 2304"),
+    ("3,0 255 7 ", "3, 0 255 7 ", "pixel 1 is empty"),
+    ("3,", "7,", "emotion '7' is not a label 0-6"),
+    ("3,", "-1,", "emotion '-1' is not a label 0-6"),
+    ("3,", "happy,", "emotion 'happy' is not a label 0-6"),
+    ("3,", ",", "emotion '' is not a label 0-6"),
+    (",Training", ",Train", "Usage 'Train' is not one of Training, PublicTest, PrivateTest"),
+    (",Training", ",Training,", "expected 3 comma-separated fields (emotion, pixels, Usage), found 4"),
+    (",Training", "", "expected 3 comma-separated fields (emotion, pixels, Usage), found 2"),
+])
+def test_bad_row_names_its_line(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    lines = replace_line(csv_lines(sample_images()), 2, old, new)
+    assert f"a.csv: line 2: {expected}" in rejection(write_csv(tmp_path / "a.csv", lines))
+
+
+def test_bad_row_after_blank_lines_counts_them(tmp_path: Path) -> None:
+    lines = csv_lines(sample_images())
+    lines = lines[:3] + ["", ""] + replace_line(lines, 5, ",PrivateTest", ",Test")[3:]
+    assert "a.csv: line 7: Usage 'Test'" in rejection(write_csv(tmp_path / "a.csv", lines, newline="\r\n"))
+
+
+def test_empty_pixels_field(tmp_path: Path) -> None:
+    lines = csv_lines(sample_images())
+    lines[3] = "6,,Training"
+    assert "a.csv: line 4: the pixels field is empty" in rejection(write_csv(tmp_path / "a.csv", lines))
+
+
+def test_last_row_cut_off(tmp_path: Path) -> None:
+    text = "\n".join(csv_lines(sample_images()))
+    path = tmp_path / "a.csv"
+    path.write_text(text[:-3000])
+    message = rejection(path)
+    assert "a.csv: line 8: expected 3 comma-separated fields" in message
+    assert message.endswith("(the file ends in the middle of this line: truncated?)")
+
+
+def test_truncated_gzip(tmp_path: Path) -> None:
+    data = gzip.compress(("\n".join(csv_lines(sample_images())) + "\n").encode())
+    path = tmp_path / "a.csv.gz"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    assert "a.csv.gz: the gzip data ends early: truncated file?" in rejection(path)
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    data = bytearray(gzip.compress(("\n".join(csv_lines(sample_images())) + "\n").encode()))
+    data[-8] ^= 0xFF  # the CRC
+    path = tmp_path / "a.csv.gz"
+    path.write_bytes(bytes(data))
+    assert "a.csv.gz: corrupt gzip data" in rejection(path)
+
+
+def test_gz_that_is_not_gzip(tmp_path: Path) -> None:
+    path = good_csv(tmp_path, "plain.csv")
+    assert "fake.csv.gz: not a gzip file" in rejection(path.rename(tmp_path / "fake.csv.gz"))
+
+
+def test_gzip_data_named_csv(tmp_path: Path) -> None:
+    path = good_csv(tmp_path, "a.csv.gz")
+    assert "a.csv: this is gzip data; name it .csv.gz" in rejection(path.rename(tmp_path / "a.csv"))
+
+
+def test_binary_file_named_csv(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    assert "a.csv: binary data, not a CSV text file" in rejection(path)
+
+
+def test_not_utf8_header(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"\xff\xfeemotion,pixels,Usage\n")
+    assert "a.csv: line 1 is not UTF-8 text" in rejection(path)
+
+
+def test_long_text_without_line_breaks(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("emotion," * 300_000)
+    assert "a.csv: line 1: runs over 65536 bytes without a line break" in rejection(path)
+
+
+@pytest.mark.parametrize("name", ["fer2013.txt", "fer2013.json", "fer2013.gz", "fer2013.csv.zip"])
+def test_not_a_csv_name(tmp_path: Path, name: str) -> None:
+    path = good_csv(tmp_path).rename(tmp_path / name)
+    assert f"{name}: not a .csv, .csv.gz or image folder" in rejection(path)
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    assert "nowhere.csv: no such file or folder" in rejection(tmp_path / "nowhere.csv")
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    ([], "a.csv: empty file"),
+    ([HEADER], "a.csv: no rows with Usage Training, so the train split would be empty"),
+])
+def test_no_rows(tmp_path: Path, lines: list[str], expected: str) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("\n".join(lines))
+    assert expected in rejection(path)
+
+
+def test_a_split_without_rows(tmp_path: Path) -> None:
+    lines = [line for line in csv_lines(sample_images()) if not line.endswith("PublicTest")]
+    message = rejection(write_csv(tmp_path / "a.csv", lines))
+    assert "a.csv: no rows with Usage PublicTest, so the valid split would be empty" in message
+
+
+def test_the_first_bad_line_is_reported(tmp_path: Path) -> None:
+    lines = replace_line(csv_lines(sample_images()), 6, ",Training", ",Nope")
+    lines = replace_line(lines, 4, " ", "  ")  # a pixel problem, found by a later check than Usage's
+    assert "a.csv: line 4: pixel 2 is empty" in rejection(write_csv(tmp_path / "a.csv", lines))
+
+
+# --- image folders -------------------------------------------------------------------------------
+
+def gray_image(value: int, size: int = IMAGE_SIZE) -> np.ndarray:
+    image = np.full((size, size), value, np.uint8)
+    image[::7, ::5] = 255 - value  # some texture, so no image is constant
+    return image
+
+
+def make_folder(root: Path, files: dict[str, np.ndarray | bytes]) -> Path:
+    """Write images (PNG or JPEG by extension) or raw bytes at paths relative to root."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            assert cv2.imwrite(str(path), content)
+    return root
+
+
+def prefixed_folder(root: Path) -> Path:
+    files = {}
+    for label, emotion in enumerate(EMOTIONS):
+        folder = emotion.lower()
+        files[f"train/{folder}/Training_{label}1.png"] = gray_image(10 * label)
+        files[f"train/{folder}/Training_{label}0.png"] = gray_image(10 * label + 1)
+        files[f"test/{folder}/PublicTest_{label}.png"] = gray_image(10 * label + 2)
+        files[f"test/{folder}/PrivateTest_{label}.png"] = gray_image(10 * label + 3)
+    return make_folder(root, files)
+
+
+def test_folder_with_split_prefixes(tmp_path: Path) -> None:
+    data = read_folder(prefixed_folder(tmp_path / "faces"), 0.1, 0)
+    assert data.valid_from == "PublicTest" and data.converted == 0
+    # sorted by class folder (angry, disgust, fear, happy, neutral, sad, surprise), then file name
+    folder_order = sorted(range(len(EMOTIONS)), key=lambda label: EMOTIONS[label].lower())
+    assert data.labels["train"].tolist() == [label for label in folder_order for _ in range(2)]
+    assert data.labels["valid"].tolist() == folder_order
+    assert data.labels["test"].tolist() == folder_order
+    assert np.array_equal(data.images["train"][0], gray_image(1))  # Training_00 before Training_01
+    assert np.array_equal(data.images["valid"][0], gray_image(2))
+    assert np.array_equal(data.images["test"][0], gray_image(3))
+
+
+def test_class_folders_in_any_case(tmp_path: Path) -> None:
+    root = prefixed_folder(tmp_path / "faces")
+    (root / "train" / "happy").rename(root / "train" / "HAPPY")
+    (root / "test").rename(root / "Test")
+    data = read_source(root, 0.1, 0)
+    assert sorted(data.labels["train"].tolist()) == sorted(list(range(len(EMOTIONS))) * 2)
+
+
+def unprefixed_folder(root: Path, per_class: int = 10) -> Path:
+    files = {}
+    for label, emotion in enumerate(EMOTIONS):
+        for index in range(per_class):
+            files[f"train/{emotion.lower()}/im{index:02d}.png"] = gray_image(label * 20 + index)
+        files[f"test/{emotion.lower()}/im0.png"] = gray_image(label * 20 + 15)
+    return make_folder(root, files)
+
+
+def test_folder_without_prefixes_holds_out_a_stratified_valid(tmp_path: Path) -> None:
+    root = unprefixed_folder(tmp_path / "faces")
+    data = read_folder(root, 0.2, seed=3)
+    assert data.valid_from == "train"
+    assert np.bincount(data.labels["valid"]).tolist() == [2] * len(EMOTIONS)
+    assert np.bincount(data.labels["train"]).tolist() == [8] * len(EMOTIONS)
+    assert np.bincount(data.labels["test"]).tolist() == [1] * len(EMOTIONS)
+    assert data.labels["train"].tolist() == sorted(data.labels["train"].tolist(),
+                                                   key=lambda label: EMOTIONS[label].lower())
+    again, other = read_folder(root, 0.2, seed=3), read_folder(root, 0.2, seed=4)
+    assert np.array_equal(again.images["valid"], data.images["valid"])
+    assert not np.array_equal(other.images["valid"], data.images["valid"])
+    every_train_image = np.concatenate([data.images["train"], data.images["valid"]])
+    assert len({image.tobytes() for image in every_train_image}) == 7 * 10
+
+
+def test_too_small_a_folder_for_a_stratified_valid(tmp_path: Path) -> None:
+    root = unprefixed_folder(tmp_path / "faces", per_class=1)
+    assert "cannot hold out a stratified 0.25 of train as valid" in rejection(root)
+
+
+def test_other_images_are_converted_and_counted(tmp_path: Path) -> None:
+    root = prefixed_folder(tmp_path / "faces")
+    color = np.zeros((96, 64, 3), np.uint8)
+    color[:, :, 2] = 200  # red, in OpenCV's BGR order
+    color[10:40, 5:30] = (0, 255, 0)
+    make_folder(root, {"train/sad/Training_99.png": color, "test/fear/PrivateTest_99.jpg": gray_image(90, 60)})
+    data = read_folder(root, 0.1, 0)
+    assert data.converted == 2
+    expected = cv2.resize(cv2.cvtColor(color, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
+    sad = EMOTIONS.index("Sad")
+    converted = data.images["train"][data.labels["train"] == sad][-1]
+    assert converted.shape == (48, 48) and np.array_equal(converted, expected)
+
+
+def test_gray_jpeg_48x48_is_read_as_is(tmp_path: Path) -> None:
+    root = prefixed_folder(tmp_path / "faces")
+    make_folder(root, {"train/angry/Training_77.jpg": gray_image(100)})
+    data = read_folder(root, 0.1, 0)
+    assert data.converted == 0
+    assert np.abs(data.images["train"][2].astype(int) - gray_image(100)).mean() < 8  # JPEG is lossy
+
+
+def test_hidden_files_are_skipped(tmp_path: Path) -> None:
+    hidden = {"train/angry/.DS_Store": b"\0\1", ".hidden/x": b""}
+    root = make_folder(prefixed_folder(tmp_path / "faces"), hidden)
+    assert len(read_folder(root, 0.1, 0).labels["train"]) == 14
+
+
+@pytest.mark.parametrize(("name", "content"), [("train/fear/Training_5.jpg", b"not an image at all"),
+                                               ("test/happy/PublicTest_9.png", b"")])
+def test_undecodable_image(tmp_path: Path, name: str, content: bytes) -> None:
+    root = make_folder(prefixed_folder(tmp_path / "faces"), {name: content})
+    assert f"{root / name}: cannot decode this file as an image" in rejection(root)
+
+
+def test_unknown_class_folder(tmp_path: Path) -> None:
+    root = make_folder(prefixed_folder(tmp_path / "faces"), {"train/contempt/Training_1.png": gray_image(5)})
+    assert f"{root / 'train' / 'contempt'}: unknown class folder (expected angry, disgust" in rejection(root)
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("train/Training_1.png", "expected only class folders"),
+    ("train/sad/deeper/Training_1.png", "expected only image files in a class folder"),
+    ("validation/sad/x.png", "unexpected folder"),
+])
+def test_unexpected_layout(tmp_path: Path, extra: str, expected: str) -> None:
+    root = make_folder(prefixed_folder(tmp_path / "faces"), {extra: gray_image(5)})
+    assert expected in rejection(root)
+
+
+def test_folder_without_test(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "faces", {"train/sad/Training_1.png": gray_image(5)})
+    assert f"{root}: an image folder needs train/ and test/ subfolders; test/ is missing" in rejection(root)
+
+
+# --- the whole-block checks agree with the row-by-row explanation ---------------------------------
+
+def reference_parse(data: bytes) -> tuple[int | None, dict[str, list[list[int]]]]:
+    """Line by line in plain Python, with the parser's own row rules: (first bad line, pixels per split)."""
+    columns = reading._Columns(0, 1, 2)
+    rows: dict[str, list[list[int]]] = {split: [] for split in SPLITS}
+    for number, line in enumerate(data.split(b"\n")[1:], start=2):
+        line = line.removesuffix(b"\r")
+        if not line:
+            continue
+        if reading._row_problem(line, columns):
+            return number, rows
+        emotion, pixels, usage = line.split(b",")
+        split = SPLITS[reading.USAGE_CODES[reading._trim(usage)]]
+        rows[split].append([int(value) for value in reading._unquote(pixels).split(b" ")])
+    return None, rows
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_damage_is_caught_exactly_where_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      seed: int) -> None:
+    """Random byte edits to data rows: the parser must either return exactly what a line-by-line
+    reading gives, or name the same first bad line; never anything else."""
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(reading, "_BLOCK_BYTES", int(rng.choice([9000, 30_000, 1 << 20])))
+    clean = ("\n".join(csv_lines(sample_images(seed=seed))) + "\n").encode()
+    header_end = clean.index(b"\n") + 1
+    for trial in range(25):
+        data = bytearray(clean)
+        for _ in range(int(rng.integers(1, 3))):
+            at = int(rng.integers(header_end, len(data)))
+            byte = bytes([int(rng.choice(list(b' ,"\r\n0123456789a-.\t\x00')))])
+            edit = rng.integers(3)
+            data[at:at + (edit > 0)] = byte if edit < 2 else b""
+        path = tmp_path / f"damaged{trial}.csv"
+        path.write_bytes(bytes(data))
+        bad_line, rows = reference_parse(bytes(data))
+        if b"\0" in data[:4096]:
+            with pytest.raises(FerError, match="binary data, not a CSV text file"):
+                read_csv(path)
+        elif bad_line is None and all(rows.values()):
+            result = read_csv(path)
+            for split in SPLITS:
+                assert result.images[split].reshape(-1, 2304).tolist() == rows[split]
+        elif bad_line is not None:
+            with pytest.raises(FerError, match=f"damaged{trial}.csv: line {bad_line}: "):
+                read_csv(path)

@@ -1,0 +1,62 @@
+"""preprocess on the real FER-2013 files beside the project; skipped where they are absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA, requires_shared_data
+from fer import preprocess
+from fer.cli import main
+from fer.emotions import EMOTIONS, SPLITS
+from fer.reading import read_csv, read_folder
+
+pytestmark = requires_shared_data
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+REAL_CSV = SHARED_DATA / "fer2013" / "fer2013.csv.gz"
+SAMPLE = SHARED_DATA / "fer2013-images-sample"
+# The official class counts per split (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral).
+OFFICIAL_COUNTS = {
+    "train": [3995, 436, 4097, 7215, 4830, 3171, 4965],
+    "valid": [467, 56, 496, 895, 653, 415, 607],
+    "test": [491, 55, 528, 879, 594, 416, 626],
+}
+
+
+def test_real_csv_gives_the_official_counts() -> None:
+    data = read_csv(REAL_CSV)  # 301 MB of text: a few seconds
+    for split in SPLITS:
+        assert data.images[split].shape == (sum(OFFICIAL_COUNTS[split]), 48, 48)
+        assert np.bincount(data.labels[split], minlength=len(EMOTIONS)).tolist() == OFFICIAL_COUNTS[split]
+    report = preprocess.data_report(data, str(REAL_CSV))
+    assert report["images"] == 35_887
+    assert report["splits"]["valid"]["Disgust"] == 56
+
+
+def folder_labels(split_prefix: str) -> list[int]:
+    """Labels from the class folders, in the reader's order: class folder, then file name."""
+    part = "train" if split_prefix == "Training" else "test"
+    index = {name.lower(): label for label, name in enumerate(EMOTIONS)}
+    return [index[folder.name] for folder in sorted((SAMPLE / part).iterdir())
+            for _ in sorted(folder.glob(f"{split_prefix}_*"))]
+
+
+def test_real_image_sample() -> None:
+    data = read_folder(SAMPLE, valid_fraction=0.1, seed=0)
+    assert [len(data.labels[split]) for split in SPLITS] == [84, 28, 28]
+    assert data.labels["train"].tolist() == folder_labels("Training")
+    assert data.labels["valid"].tolist() == folder_labels("PublicTest")
+    assert data.labels["test"].tolist() == folder_labels("PrivateTest")
+    assert data.valid_from == "PublicTest" and data.converted == 0
+
+
+def test_cli_on_the_real_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["preprocess", "--params", str(PARAMS), "--source", str(SAMPLE), "--out", str(out)]) == 0
+    report = json.loads((out / "data.json").read_text())
+    assert [report["splits"][split]["total"] for split in SPLITS] == [84, 28, 28]
+    assert "train 84, valid 28, test 28 images" in capsys.readouterr().out
