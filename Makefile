@@ -17,8 +17,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# DVC runs each stage's `fer ...` command through the shell, so the venv must be on PATH.
 demo: $(STAMP)
-	$(BIN)/dvc exp run $(DEMO_OVERRIDES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run $(DEMO_OVERRIDES)
 	$(BIN)/dvc metrics show
 
 # pytest exits 5 when it collects nothing; that is a failure here, not a pass.

@@ -182,7 +182,7 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
         val_loss, val_acc = validate(step_model, valid_loader, criterion, precision)
         scheduler.step()
         history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
-                        "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": lr,
+                        "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": float(f"{lr:.8g}"),
                         "seconds": round(time.perf_counter() - started, 3), "train_seconds": train_seconds})
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch}
