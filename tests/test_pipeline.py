@@ -1,0 +1,135 @@
+"""End to end: `dvc repro` of the whole pipeline in a temporary git repo, on a tiny synthetic set.
+
+The metrics must reproduce `tests/reference/tiny_profile.json`: exactly where the machine matches
+the one that recorded it (same torch build, CPU architecture and kernel ISA), and within
+`TOLERANCE` elsewhere, since float kernels differ between CPUs. Regenerate the reference with
+`FER_UPDATE_REFERENCE=1 pytest tests/test_pipeline.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "tests" / "reference" / "tiny_profile.json"
+BIN = Path(sys.executable).parent
+TOLERANCE = 0.08  # absolute, on accuracies and F1 scores, for machines other than the reference one
+# The tiny profile: the default params.yaml with these blocks changed.
+TINY_PROFILE = {
+    "synth": {"train_per_class": 100, "valid_per_class": 20, "test_per_class": 20},
+    "train": {"threads": 1, "device": "cpu", "batch_size": 32},
+    "basic": {"epochs": 10},
+    "vgg": {"epochs": 1},
+    "evaluate": {"device": "cpu", "batch_size": 256},
+}
+SCORES = ("accuracy", "accuracy_tta", "macro_f1", "macro_f1_tta")
+
+pytestmark = pytest.mark.slow
+
+
+def machine_fingerprint() -> dict[str, str]:
+    return {"torch": torch.__version__, "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def dvc(repo: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def set_params(repo: Path, changes: dict[str, dict]) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for block, values in changes.items():
+        params[block].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def pipeline_repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline")
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, repo / name)
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "test@example.invalid")
+    git(repo, "config", "user.name", "test")
+    dvc(repo, "init", "-q")
+    dvc(repo, "config", "core.analytics", "false")
+    set_params(repo, TINY_PROFILE)
+    dvc(repo, "repro")
+    return repo
+
+
+def read_scores(repo: Path) -> dict[str, dict[str, float]]:
+    scores = {}
+    for model in ("basic", "vgg"):
+        metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
+        for split in ("valid", "test"):
+            scores[f"{model}.{split}"] = {name: metrics[split][name] for name in SCORES}
+    return scores
+
+
+def test_every_output_exists(pipeline_repo: Path) -> None:
+    expected = ["data/synthetic/fer2013.csv", "data/processed/train_images.npy", "metrics/data.json",
+                "models/basic/best.pt", "models/vgg/last.pt", "plots/basic/train_curves.csv",
+                "plots/vgg/confusion.csv", "metrics/basic_train.json", "metrics/vgg.json",
+                "plots/figures/curves.png", "plots/figures/confusion_vgg.png", "plots/figures/f1_per_class.png",
+                "dvc.lock"]
+    missing = [path for path in expected if not (pipeline_repo / path).exists()]
+    assert not missing
+
+
+def test_metrics_reproduce_the_reference(pipeline_repo: Path) -> None:
+    scores = read_scores(pipeline_repo)
+    if os.environ.get("FER_UPDATE_REFERENCE"):
+        REFERENCE.parent.mkdir(exist_ok=True)
+        REFERENCE.write_text(json.dumps({"machine": machine_fingerprint(), "profile": TINY_PROFILE,
+                                         "scores": scores}, indent=2) + "\n")
+    reference = json.loads(REFERENCE.read_text())
+    assert reference["profile"] == TINY_PROFILE, "the profile changed: regenerate the reference"
+    if reference["machine"] == machine_fingerprint():
+        assert scores == reference["scores"]
+    else:
+        for key, expected in reference["scores"].items():
+            for name, value in expected.items():
+                assert abs(scores[key][name] - value) <= TOLERANCE, f"{key}.{name}: {scores[key][name]} vs {value}"
+
+
+def test_basic_model_beats_chance_clearly(pipeline_repo: Path) -> None:
+    test_accuracy = read_scores(pipeline_repo)["basic.test"]["accuracy"]
+    assert test_accuracy >= 1 / 7 + 0.2, f"basic test accuracy {test_accuracy} is too close to chance"
+
+
+def test_dvc_metrics_and_plots_commands_work(pipeline_repo: Path, tmp_path: Path) -> None:
+    shown = dvc(pipeline_repo, "metrics", "show")
+    assert "metrics/basic.json" in shown and "test.accuracy" in shown
+    dvc(pipeline_repo, "plots", "show", "-o", str(tmp_path / "html"))
+    html = (tmp_path / "html" / "index.html").read_text()
+    assert "Confusion on PrivateTest" in html and "Loss (train vs valid)" in html
+
+
+def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path) -> None:
+    git(pipeline_repo, "add", "-A")
+    git(pipeline_repo, "commit", "-qm", "tiny profile run")
+    set_params(pipeline_repo, {"basic": {"lr": 0.02}})
+    output = dvc(pipeline_repo, "repro")
+    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train_basic", "evaluate"}, output
+    assert "basic.lr" in dvc(pipeline_repo, "params", "diff")
+    assert "metrics/basic_train.json" in dvc(pipeline_repo, "metrics", "diff")
