@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from fer.params import merge  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
 # The short budget: 15 epochs in bf16 autocast, with the lr decaying within that budget and the
@@ -48,14 +51,8 @@ def commit() -> str:
 
 
 def write_params(workdir: Path, source: Path) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), BUDGET)
     params["data"]["source"] = str(source)
-    for block, values in BUDGET.items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                params[block].setdefault(key, {}).update(value)
-            else:
-                params[block][key] = value
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -20,6 +20,8 @@ import pytest
 import torch
 import yaml
 
+from conftest import committed_params_text
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference" / "tiny_profile.json"
 BIN = Path(sys.executable).parent
@@ -63,8 +65,9 @@ def set_params(repo: Path, changes: dict[str, dict]) -> None:
 @pytest.fixture(scope="module")
 def pipeline_repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, repo / name)
+    (repo / "params.yaml").write_text(committed_params_text())
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     git(repo, "init", "-q")
     git(repo, "config", "user.email", "test@example.invalid")
@@ -124,12 +127,14 @@ def test_dvc_metrics_and_plots_commands_work(pipeline_repo: Path, tmp_path: Path
     assert "Confusion on PrivateTest" in html and "Loss (train vs valid)" in html
 
 
-def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path) -> None:
-    git(pipeline_repo, "add", "-A")
-    git(pipeline_repo, "commit", "-qm", "tiny profile run")
-    set_params(pipeline_repo, {"basic": {"lr": 0.02}})
-    output = dvc(pipeline_repo, "repro")
+def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path, tmp_path: Path) -> None:
+    """`dvc exp run -S`, as a user would, in a copy so that the other tests keep their repo."""
+    repo = tmp_path / "copy"
+    shutil.copytree(pipeline_repo, repo, symlinks=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "tiny profile run")
+    output = dvc(repo, "exp", "run", "-S", "++basic.lr=0.02")
     ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
     assert ran == {"train_basic", "evaluate"}, output
-    assert "basic.lr" in dvc(pipeline_repo, "params", "diff")
-    assert "metrics/basic_train.json" in dvc(pipeline_repo, "metrics", "diff")
+    assert "basic.lr" in dvc(repo, "params", "diff")
+    assert "metrics/basic_train.json" in dvc(repo, "metrics", "diff")

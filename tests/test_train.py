@@ -19,6 +19,8 @@ from fer.checkpoint import load_checkpoint
 from fer.cli import main
 from fer.errors import FerError
 
+from conftest import committed_params_text
+
 REPO = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = ("seconds",)
 
@@ -37,7 +39,7 @@ def write_arrays(folder: Path, sizes: dict[str, int], seed: int = 0) -> None:
 
 
 def write_params(path: Path, **train_overrides) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load(committed_params_text())
     params["train"].update({"epochs": 3, "batch_size": 32, "device": "cpu", "threads": 1, **train_overrides})
     path.write_text(yaml.safe_dump(params))
     return path

@@ -44,9 +44,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_current_umask())
+        # Move the old folder aside first, so there is never a moment with no output at all.
+        retired = target.with_name(f".{target.name}.old")
+        shutil.rmtree(retired, ignore_errors=True)
         if target.exists():
-            shutil.rmtree(target)
+            os.replace(target, retired)
         os.replace(tmp, target)
+        shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

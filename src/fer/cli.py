@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FerError as error:
         print(f"fer: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # disk full, permissions, a folder where a file should be...
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"fer: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("fer: interrupted", file=sys.stderr)
         return 130

@@ -99,15 +99,16 @@ def run(params_path: Path = DEFAULT_PARAMS, models: list[str] | tuple[str, ...] 
     params = stage_params("evaluate", params_path)
     splits = {split: load_split(data_dir, split) for split in EVAL_SPLITS}
     test_labels = splits["test"][1]
-    results, confusions = {}, {}
+    results, predictions = {}, {}
+    # Score every model before writing anything, so a bad checkpoint leaves no partial outputs.
     for name in models:
-        metrics, test_predicted = evaluate_model(name, splits, params)
-        results[name] = metrics
-        confusions[name] = confusion_matrix(test_labels, test_predicted, labels=list(range(NUM_CLASSES)))
+        results[name], predictions[name] = evaluate_model(name, splits, params)
+    for name, metrics in results.items():
         write_json(Path("metrics") / f"{name}.json", metrics)
-        _write_confusion_csv(Path("plots") / name / "confusion.csv", test_labels, test_predicted)
+        _write_confusion_csv(Path("plots") / name / "confusion.csv", test_labels, predictions[name])
         print(f"{name}: PublicTest acc {metrics['valid']['accuracy']:.4f} | PrivateTest acc "
               f"{metrics['test']['accuracy']:.4f} (TTA {metrics['test']['accuracy_tta']:.4f}) "
               f"macro-F1 {metrics['test']['macro_f1']:.4f}")
-    _write_figures(results, confusions)
+    _write_figures(results, {name: confusion_matrix(test_labels, predicted, labels=list(range(NUM_CLASSES)))
+                             for name, predicted in predictions.items()})
     return results

@@ -158,11 +158,12 @@ def stage_params(block: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any
     return params[block]
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `override` laid over it, nested blocks merged key by key."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -180,6 +181,6 @@ def model_params(model: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any
     own = params[model] or {}
     model_schema = {**TRAIN_SCHEMA, **MODEL_ONLY_SCHEMA}
     _validate(own, model_schema, model, str(path), partial=True)
-    merged = _merge(params["train"], own)
+    merged = merge(params["train"], own)
     merged.setdefault("dropout", 0.0)
     return merged

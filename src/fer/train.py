@@ -31,7 +31,7 @@ from fer.runtime import autocast, resolve_device, resolve_precision, set_cpu_thr
 DATA_DIR = Path("data/processed")
 CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 # Code whose change must restart training rather than resume it.
-TRAINING_CODE = ("train.py", "loader.py", "models.py", "checkpoint.py")
+TRAINING_CODE = ("train.py", "loader.py", "models.py", "checkpoint.py", "runtime.py", "params.py")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,10 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
             progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                                  img_s=f"{seen / (time.perf_counter() - started):.0f}")
     count = len(loader.images)
-    return loss_sum.item() / count, correct.item() / count
+    mean_loss, accuracy = loss_sum.item() / count, correct.item() / count  # the epoch's one sync
+    progress.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}",
+                         img_s=f"{count / (time.perf_counter() - started):.0f}")
+    return mean_loss, accuracy
 
 
 @torch.no_grad()
@@ -115,6 +118,9 @@ def _write_curves(path: Path, history: list[dict[str, Any]]) -> None:
 
 def _resumable(paths: RunPaths, fingerprint: str, epochs: int) -> dict[str, Any] | None:
     if not paths.last.exists():
+        return None
+    if not paths.best.exists():
+        tqdm.write(f"{paths.best}: missing beside {paths.last}; starting afresh")
         return None
     state = load_checkpoint(paths.last)
     if state.get("fingerprint") != fingerprint or state.get("epoch", 0) > epochs:
@@ -195,6 +201,7 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
         tqdm.write(f"{name} epoch {epoch:>3}/{params['epochs']}: train loss {train_loss:.4f} acc {train_acc:.4f}"
                    f" | val loss {val_loss:.4f} acc {val_acc:.4f} | lr {lr:.5f} | {history[-1]['seconds']:.1f}s "
                    f"({len(train_images) / train_seconds:.0f} img/s)")
+    _write_curves(paths.curves, history)  # also when a killed run had nothing left to train
     return _write_metrics(paths.metrics, history, best, len(train_images), device, precision)
 
 
