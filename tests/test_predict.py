@@ -184,8 +184,8 @@ def test_json_schema_and_table(checkpoint, tmp_path, capfd):
     assert result["emotions"] == list(EMOTIONS) and result["detector"] == "haar"
     assert result["images"][1] == {"path": str(tmp_path / "empty.jpg"), "width": 160, "height": 120, "faces": []}
 
-    main(["predict", str(tmp_path / "face.png"), "--model", str(checkpoint), "--detector", "none",
-          "--tta", "flip", "--json", str(tmp_path / "out.json")])
+    assert main(["predict", str(tmp_path / "face.png"), "--model", str(checkpoint), "--detector", "none",
+                 "--tta", "flip", "--json", str(tmp_path / "out.json")]) == 0
     table = capfd.readouterr().out
     face = json.loads((tmp_path / "out.json").read_text())["images"][0]["faces"][0]
     assert face["box"] == {"x": 0, "y": 0, "w": 48, "h": 48}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -19,7 +20,8 @@ from fer.cli import main
 from fer.emotions import EMOTIONS, SPLITS
 from fer.errors import FerError
 from fer.reading import Dataset, read_csv
-from test_reading import LABELS, USAGES, csv_lines, good_csv, prefixed_folder, sample_images, write_csv
+from test_reading import (LABELS, USAGES, csv_lines, good_csv, gray_image, make_folder, pixel_text, prefixed_folder,
+                          sample_images, write_csv)
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = sorted(preprocess.OUTPUT_FILES)
@@ -95,12 +97,68 @@ def test_report_counts_duplicates_and_constant_images() -> None:
     assert report["converted_images"] == 0
     assert report["duplicates"] == {
         "distinct_images": 7,
+        "repeated_images": 4,  # a, c, d, e
         "within_split": {"train": 2, "valid": 0, "test": 1},  # a twice more in train, e once more in test
         "within_split_conflicting_labels": {"train": 1, "valid": 0, "test": 0},  # a: Angry and Disgust
         "across_splits": {"train_valid": 2, "train_test": 0, "valid_test": 1},  # a and c; d
         "across_splits_conflicting_labels": {"train_valid": 1, "train_test": 0, "valid_test": 1},  # a; d
     }
+    assert report["duplicates_csv"] is None  # where run() writes the list; no file here
     json.dumps(report)  # plain JSON types only
+
+
+def read_duplicates(folder: Path) -> list[list[str]]:
+    with (folder / "duplicates.csv").open(newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_duplicates_are_listed_with_their_csv_lines(tmp_path: Path) -> None:
+    a, b, c, d, e, f = sample_images(6, seed=5)
+    rows = [  # (label, image, Usage) from line 3 on: line 2 is blank, and still counts
+        (3, a, "Training"), (3, a, "PublicTest"), (4, b, "Training"), (0, a, "Training"),
+        (2, c, "PrivateTest"), (2, c, "PrivateTest"), (6, d, "PublicTest"), (6, d, "PrivateTest"),
+        (5, e, "Training"), (1, f, "PublicTest"),
+    ]
+    lines = ["emotion,pixels,Usage", "", *(f"{label},{pixel_text(image)},{usage}" for label, image, usage in rows)]
+    out = tmp_path / "out"
+    preprocess.run(write_params(tmp_path, write_csv(tmp_path / "dup.csv", lines)), source=None, out=out)
+    # train is a b a e, valid a d f, test c c d; groups are numbered where they first appear
+    assert read_duplicates(out) == [
+        ["group", "split", "row", "source", "label", "conflicting"],
+        ["1", "train", "0", "3", "Happy", "True"],  # a: Happy twice, Angry once
+        ["1", "train", "2", "6", "Angry", "True"],
+        ["1", "valid", "0", "4", "Happy", "True"],
+        ["2", "valid", "1", "9", "Neutral", "False"],  # d, in valid and test
+        ["2", "test", "2", "10", "Neutral", "False"],
+        ["3", "test", "0", "7", "Fear", "False"],  # c, twice in test
+        ["3", "test", "1", "8", "Fear", "False"],
+    ]
+    report = json.loads((out / "data.json").read_text())
+    assert report["duplicates_csv"] == str(out / "duplicates.csv")
+    assert report["duplicates"] == {
+        "distinct_images": 6, "repeated_images": 3,
+        "within_split": {"train": 1, "valid": 0, "test": 1},
+        "within_split_conflicting_labels": {"train": 1, "valid": 0, "test": 0},
+        "across_splits": {"train_valid": 1, "train_test": 0, "valid_test": 1},
+        "across_splits_conflicting_labels": {"train_valid": 1, "train_test": 0, "valid_test": 0},
+    }
+
+
+def test_duplicates_of_a_folder_are_listed_by_file(tmp_path: Path) -> None:
+    root = prefixed_folder(tmp_path / "faces")  # train/angry/Training_01.png is gray_image(0)
+    make_folder(root, {"train/sad/Training_98.png": gray_image(0)})
+    preprocess.run(write_params(tmp_path, root), source=None, out=tmp_path / "out")
+    train = root / "train"
+    # train rows go by class folder, then name: angry 0-1, ..., sad 10-12
+    assert read_duplicates(tmp_path / "out")[1:] == [
+        ["1", "train", "1", str(train / "angry" / "Training_01.png"), "Angry", "True"],
+        ["1", "train", "12", str(train / "sad" / "Training_98.png"), "Sad", "True"],
+    ]
+
+
+def test_no_duplicates_gives_just_the_header(tmp_path: Path) -> None:
+    preprocess.run(write_params(tmp_path, good_csv(tmp_path)), source=None, out=tmp_path / "out")
+    assert read_duplicates(tmp_path / "out") == [list(preprocess.DUPLICATES_COLUMNS)]
 
 
 def test_report_of_a_folder_counts_conversions(tmp_path: Path) -> None:
@@ -147,6 +205,33 @@ def test_bad_input_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(FerError, match="line 8"):
         preprocess.run(write_params(tmp_path, bad_csv(tmp_path)), source=None, out=None)
     assert entries(tmp_path) == ["bad.csv", "params.yaml"]
+
+
+def test_failure_before_the_renames_keeps_arrays_and_report_together(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report that cannot be serialised fails the run before either output is replaced."""
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path, good_csv(tmp_path))
+    preprocess.run(params, source=None, out=None)
+    outputs = [*(Path("data/processed") / name for name in OUTPUTS), Path("metrics/data.json")]
+    before = {path: path.read_bytes() for path in outputs}
+    real_report = preprocess.data_report
+    monkeypatch.setattr(preprocess, "data_report", lambda *args, **kwargs: {**real_report(*args, **kwargs),
+                                                                           "oops": object()})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        preprocess.run(params, source=str(good_csv(tmp_path, "other.csv", sample_images(seed=1))), out=None)
+    assert {path: path.read_bytes() for path in outputs} == before
+    assert entries(Path("data")) == ["processed"] and entries(Path("metrics")) == ["data.json"]  # no temporaries
+
+
+def test_default_report_and_arrays_are_replaced_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path, good_csv(tmp_path))
+    preprocess.run(params, source=None, out=None)
+    preprocess.run(params, source=str(good_csv(tmp_path, "other.csv", sample_images(seed=1))), out=None)
+    assert json.loads(Path("metrics/data.json").read_text())["source"] == str(tmp_path / "other.csv")
+    assert np.array_equal(np.load("data/processed/train_images.npy"), sample_images(seed=1)[[0, 2, 4]])
+    assert entries(Path("data")) == ["processed"] and entries(Path("metrics")) == ["data.json"]
 
 
 def test_refuses_to_replace_a_folder_of_other_files(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import re
 from pathlib import Path
 
 import cv2
@@ -382,6 +384,22 @@ def test_other_images_are_converted_and_counted(tmp_path: Path) -> None:
     assert converted.shape == (48, 48) and np.array_equal(converted, expected)
 
 
+@pytest.mark.parametrize(("height", "width"), [(30, 100), (100, 30), (20, 20), (60, 200)])
+def test_folder_images_are_resized_like_predicted_faces(tmp_path: Path, height: int, width: int) -> None:
+    """One rule for both: area averaging only when no side grows, bilinear otherwise."""
+    from fer.faces import find_faces, whole_image
+
+    image = np.random.default_rng(height).integers(0, 256, (height, width), dtype=np.uint8)
+    root = make_folder(prefixed_folder(tmp_path / "faces"), {"train/sad/Training_99.png": image})
+    data = read_folder(root, 0.1, 0)
+    converted = data.images["train"][data.labels["train"] == EMOTIONS.index("Sad")][-1]
+    shrinking = height >= 48 and width >= 48
+    expected = cv2.resize(image, (48, 48), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    assert np.array_equal(converted, expected)
+    [(_, face)] = find_faces(image, whole_image)  # what `fer predict --detector none` classifies
+    assert np.array_equal(face, expected)
+
+
 def test_gray_jpeg_48x48_is_read_as_is(tmp_path: Path) -> None:
     root = prefixed_folder(tmp_path / "faces")
     make_folder(root, {"train/angry/Training_77.jpg": gray_image(100)})
@@ -425,19 +443,44 @@ def test_folder_without_test(tmp_path: Path) -> None:
 
 # --- the whole-block checks agree with the row-by-row explanation ---------------------------------
 
-def reference_parse(data: bytes) -> tuple[int | None, dict[str, list[list[int]]]]:
-    """Line by line in plain Python, with the parser's own row rules: (first bad line, pixels per split)."""
-    columns = reading._Columns(0, 1, 2)
-    rows: dict[str, list[list[int]]] = {split: [] for split in SPLITS}
-    for number, line in enumerate(data.split(b"\n")[1:], start=2):
-        line = line.removesuffix(b"\r")
+# The row format, written out here from the FER-2013 layout rather than taken from the parser:
+# emotion 0-6 and a Usage name, each with optional spaces and quotes around it; the pixels field,
+# optionally in one pair of quotes, holding exactly 2304 integers 0-255 of 1-3 digits each,
+# separated by single spaces. Commas always separate fields (quotes do not protect them).
+PIXELS_FIELD = re.compile(r"[0-9]{1,3}(?: [0-9]{1,3}){%d}" % (IMAGE_SIZE * IMAGE_SIZE - 1))
+
+
+def reference_row(line: str) -> tuple[str, int, list[int]] | None:
+    """(split, label, pixels) of one data line without its line ending, or None if it is bad."""
+    if "\r" in line:  # a CR belongs to the line ending only; anywhere else it is a stray byte
+        return None
+    fields = next(csv.reader([line], quoting=csv.QUOTE_NONE))
+    if len(fields) != 3:
+        return None
+    emotion, pixels, usage = fields[0].strip(' "'), fields[1], fields[2].strip(' "')
+    if emotion not in {str(label) for label in range(len(EMOTIONS))} or usage not in USAGE_SPLIT:
+        return None
+    if len(pixels) >= 2 and pixels[0] == pixels[-1] == '"':
+        pixels = pixels[1:-1]
+    if not PIXELS_FIELD.fullmatch(pixels):
+        return None
+    values = [int(value) for value in pixels.split(" ")]
+    return (USAGE_SPLIT[usage], int(emotion), values) if max(values) <= 255 else None
+
+
+def reference_parse(data: bytes) -> tuple[int | None, dict[str, list[tuple[int, list[int]]]]]:
+    """Line by line in plain Python: (first bad line, (label, pixels) per split)."""
+    rows: dict[str, list[tuple[int, list[int]]]] = {split: [] for split in SPLITS}
+    lines = data.decode("latin-1").split("\n")  # latin-1: every byte stays one character
+    for number, line in enumerate(lines[1:], start=2):
+        line = line.removesuffix("\r")
         if not line:
             continue
-        if reading._row_problem(line, columns):
+        row = reference_row(line)
+        if row is None:
             return number, rows
-        emotion, pixels, usage = line.split(b",")
-        split = SPLITS[reading.USAGE_CODES[reading._trim(usage)]]
-        rows[split].append([int(value) for value in reading._unquote(pixels).split(b" ")])
+        split, label, values = row
+        rows[split].append((label, values))
     return None, rows
 
 
@@ -463,10 +506,14 @@ def test_random_damage_is_caught_exactly_where_it_is(tmp_path: Path, monkeypatch
         if b"\0" in data[:4096]:
             with pytest.raises(FerError, match="binary data, not a CSV text file"):
                 read_csv(path)
-        elif bad_line is None and all(rows.values()):
-            result = read_csv(path)
-            for split in SPLITS:
-                assert result.images[split].reshape(-1, 2304).tolist() == rows[split]
         elif bad_line is not None:
             with pytest.raises(FerError, match=f"damaged{trial}.csv: line {bad_line}: "):
+                read_csv(path)
+        elif all(rows.values()):
+            result = read_csv(path)
+            for split in SPLITS:
+                assert result.labels[split].tolist() == [label for label, _ in rows[split]]
+                assert result.images[split].reshape(-1, 2304).tolist() == [values for _, values in rows[split]]
+        else:  # every line is good, but none is left for some split
+            with pytest.raises(FerError, match=f"damaged{trial}.csv: no rows with Usage .* split would be empty"):
                 read_csv(path)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from conftest import SHARED_DATA, requires_shared_data
 from fer import preprocess
 from fer.cli import main
 from fer.emotions import EMOTIONS, SPLITS
-from fer.reading import read_csv, read_folder
+from fer.reading import read_folder
 
 pytestmark = requires_shared_data
 
@@ -27,14 +29,39 @@ OFFICIAL_COUNTS = {
 }
 
 
-def test_real_csv_gives_the_official_counts() -> None:
-    data = read_csv(REAL_CSV)  # 301 MB of text: a few seconds
+@pytest.fixture(scope="module")
+def real_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """preprocess on the real CSV, once for the tests below: 301 MB of text, a few seconds."""
+    out = tmp_path_factory.mktemp("real") / "processed"
+    preprocess.run(PARAMS, source=str(REAL_CSV), out=out)
+    return out
+
+
+def test_real_csv_gives_the_official_counts(real_outputs: Path) -> None:
     for split in SPLITS:
-        assert data.images[split].shape == (sum(OFFICIAL_COUNTS[split]), 48, 48)
-        assert np.bincount(data.labels[split], minlength=len(EMOTIONS)).tolist() == OFFICIAL_COUNTS[split]
-    report = preprocess.data_report(data, str(REAL_CSV))
+        images, labels = np.load(real_outputs / f"{split}_images.npy"), np.load(real_outputs / f"{split}_labels.npy")
+        assert images.shape == (sum(OFFICIAL_COUNTS[split]), 48, 48)
+        assert np.bincount(labels, minlength=len(EMOTIONS)).tolist() == OFFICIAL_COUNTS[split]
+    report = json.loads((real_outputs / "data.json").read_text())
     assert report["images"] == 35_887
     assert report["splits"]["valid"]["Disgust"] == 56
+
+
+def test_real_csv_duplicates(real_outputs: Path) -> None:
+    report = json.loads((real_outputs / "data.json").read_text())
+    duplicates: dict[str, Any] = report["duplicates"]
+    assert duplicates["distinct_images"] == 34_034
+    assert duplicates["within_split"] == {"train": 1236, "valid": 26, "test": 17}
+    assert duplicates["across_splits"] == {"train_valid": 270, "train_test": 278, "valid_test": 43}
+    assert duplicates["across_splits_conflicting_labels"] == {"train_valid": 13, "train_test": 14, "valid_test": 2}
+    assert sum(report["constant_images"].values()) == 12
+    with (real_outputs / "duplicates.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    # every copy of a repeated image is listed: the extra copies, plus one first copy per image
+    extra_copies = report["images"] - duplicates["distinct_images"]
+    assert len(rows) == extra_copies + duplicates["repeated_images"]
+    assert len({row["group"] for row in rows}) == duplicates["repeated_images"]
+    assert report["duplicates_csv"] == str(real_outputs / "duplicates.csv")
 
 
 def folder_labels(split_prefix: str) -> list[int]:

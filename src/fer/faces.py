@@ -247,18 +247,34 @@ def cut_out(gray: np.ndarray, box: Box) -> np.ndarray:
     return inside
 
 
-def to_model_size(face: np.ndarray) -> np.ndarray:
-    """Resize to 48x48: area averaging to shrink (no aliasing); bilinear to enlarge, because
-    OpenCV's INTER_AREA enlarges almost like nearest-neighbour, with blocky edges."""
-    if face.shape == (IMAGE_SIZE, IMAGE_SIZE):
-        return np.ascontiguousarray(face)
-    shrinking = face.shape[0] >= IMAGE_SIZE and face.shape[1] >= IMAGE_SIZE
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+def to_face48(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, gray+alpha, BGR or BGRA; 8-bit, 16-bit or float) as 48x48 uint8 gray.
+
+    The one conversion rule for training folders (fer preprocess) and faces to classify (fer
+    predict), so the model sees images resized the same way in both.
+    """
+    if image.dtype != np.uint8:  # 16-bit or float images: scale their full range to 0-255
+        top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
+        image = cv2.convertScaleAbs(image, alpha=255.0 / top)
+    channels = image.shape[2] if image.ndim == 3 else 1
+    if channels in (1, 2):  # gray, or gray and alpha
+        image = image.reshape(*image.shape[:2], channels)[:, :, 0]
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if channels == 4 else cv2.COLOR_BGR2GRAY)
+    if image.shape == (IMAGE_SIZE, IMAGE_SIZE):
+        return np.ascontiguousarray(image)
+    return cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=_resize_method(image.shape))
+
+
+def _resize_method(shape: tuple[int, ...]) -> int:
+    """Area averaging when no side grows (it does not alias); bilinear otherwise, because
+    OpenCV's INTER_AREA falls back to near nearest-neighbour, blocky, as soon as one side grows."""
+    shrinking = shape[0] >= IMAGE_SIZE and shape[1] >= IMAGE_SIZE
+    return cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
 
 
 def find_faces(gray: np.ndarray, detector: Detector) -> list[tuple[Box, np.ndarray]]:
     """Each face as (its box clipped to the image, its 48x48 uint8 crop)."""
     height, width = gray.shape
-    return [(clip_box(region, width, height), to_model_size(cut_out(gray, region)))
+    return [(clip_box(region, width, height), to_face48(cut_out(gray, region)))
             for region in detector(gray)]

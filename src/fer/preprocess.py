@@ -1,19 +1,23 @@
 """The `preprocess` stage: read FER-2013, check it, write the split arrays and the data report.
 
-Everything is read and checked before anything is written, and the arrays are written into a
-temporary folder that replaces the output folder only at the end, so bad input never leaves
-partial outputs behind and never touches the outputs of an earlier good run.
+Everything is read and checked before anything is written. The arrays and the duplicates list go
+into a temporary folder, and the report into a temporary file; only when all of them are complete
+does the folder replace the output folder and then the file replace the report. So bad input never
+leaves partial outputs behind, never touches the outputs of an earlier good run, and the report
+always describes the arrays beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fer.atomic import atomic_dir, write_json
+from fer.atomic import atomic_dir, atomic_path, write_json
 from fer.emotions import EMOTIONS, SPLITS
 from fer.errors import FerError
 from fer.params import DEFAULT_PARAMS, stage_params
@@ -22,7 +26,9 @@ from fer.reading import Dataset, read_source
 DEFAULT_OUT = Path("data/processed")
 DEFAULT_REPORT = Path("metrics/data.json")
 REPORT_NAME = "data.json"  # the report's name inside --out DIR
-OUTPUT_FILES = tuple(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images", "labels"))
+DUPLICATES_NAME = "duplicates.csv"  # every copy of every repeated image, beside the arrays
+DUPLICATES_COLUMNS = ("group", "split", "row", "source", "label", "conflicting")
+OUTPUT_FILES = (*(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images", "labels")), DUPLICATES_NAME)
 
 # Fixed odd 64-bit multipliers: an image's fingerprint is the wrapping sum of its 288 eight-byte
 # words times these. Equal fingerprints are then checked byte for byte, so a collision cannot
@@ -31,31 +37,47 @@ _MIXERS = np.random.default_rng(2013).integers(0, 2**63, size=288, dtype=np.uint
 
 
 def run(params_path: Path = DEFAULT_PARAMS, source: str | None = None, out: Path | None = None) -> None:
-    """Read data.source (or `source`), write {train,valid,test}_{images,labels}.npy and the report."""
+    """Read data.source (or `source`), write {train,valid,test}_{images,labels}.npy, duplicates.csv
+    and the report."""
     params = stage_params("data", params_path)
     source_text = source if source is not None else params["source"]
     out_dir = Path(out) if out is not None else DEFAULT_OUT
     _check_replaceable(out_dir)
     data = read_source(Path(source_text), params["valid_fraction"], params["seed"])
-    report = data_report(data, source_text)
+    ids = content_ids(_flat_images(data))
+    report = data_report(data, source_text, ids, duplicates_csv=str(out_dir / DUPLICATES_NAME))
     report_path = out_dir / REPORT_NAME if out is not None else DEFAULT_REPORT
     try:
-        _write(data, report if out is not None else None, out_dir)
-        if out is None:
-            write_json(report_path, report)
+        _write(data, report, duplicate_rows(data, ids), out_dir, None if out is not None else report_path)
     except OSError as error:
         raise FerError(f"{error.filename or out_dir}: cannot write ({error.strerror or error})") from None
     print(_summary(report, out_dir, report_path))
 
 
-def _write(data: Dataset, report: dict[str, Any] | None, out_dir: Path) -> None:
-    """The six arrays, and the report if given, into a folder that replaces out_dir only when complete."""
-    with atomic_dir(out_dir) as tmp:
+def _write(data: Dataset, report: dict[str, Any], duplicates: list[tuple[Any, ...]], out_dir: Path,
+           report_path: Path | None) -> None:
+    """Everything into temporary places first; then out_dir is replaced, then report_path.
+
+    report_path None puts the report inside out_dir. The report is serialised before either rename,
+    so a bad value in it fails with the old outputs untouched. The folder goes first because
+    replacing it is the step that can fail (it removes the old folder); the last step is a single
+    rename of a file within its own folder.
+    """
+    report_slot = atomic_path(report_path) if report_path is not None else contextlib.nullcontext()
+    with report_slot as report_tmp, atomic_dir(out_dir) as tmp:
         for split, images in data.images.items():
             np.save(tmp / f"{split}_images.npy", images)
             np.save(tmp / f"{split}_labels.npy", data.labels[split])
-        if report is not None:
-            write_json(tmp / REPORT_NAME, report)
+        _write_duplicates(tmp / DUPLICATES_NAME, duplicates)
+        write_json(report_tmp or tmp / REPORT_NAME, report)
+    # leaving the `with`: atomic_dir renames first, then the report's temporary file
+
+
+def _write_duplicates(path: Path, rows: list[tuple[Any, ...]]) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(DUPLICATES_COLUMNS)
+        writer.writerows(rows)
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -64,27 +86,43 @@ def _check_replaceable(out_dir: Path) -> None:
         return
     if not out_dir.is_dir():
         raise FerError(f"{out_dir}: exists and is not a folder")
-    ours = (*OUTPUT_FILES, REPORT_NAME)
+    ours = (*OUTPUT_FILES, REPORT_NAME)  # duplicates.csv is in OUTPUT_FILES
     strangers = sorted(path.name for path in out_dir.iterdir() if path.name not in ours)
     if strangers:
         raise FerError(f"{out_dir}: holds files that preprocess did not write (such as {strangers[0]}); "
                        "refusing to replace it")
 
 
-def data_report(data: Dataset, source: str) -> dict[str, Any]:
-    """Counts per split and class, duplicates, constant images and conversions, as plain JSON."""
-    rows = data.all_images.reshape(len(data.all_images), -1)
-    split_of = np.repeat(np.arange(len(SPLITS)), data.sizes)
+def data_report(data: Dataset, source: str, ids: np.ndarray | None = None,
+                duplicates_csv: str | None = None) -> dict[str, Any]:
+    """Counts per split and class, duplicates, constant images and conversions, as plain JSON.
+
+    `ids` are content_ids of the images (computed if not given); `duplicates_csv` is where the
+    list of duplicates is written, named in the report so a reader can find it.
+    """
+    rows = _flat_images(data)
+    split_of = _split_codes(data)
+    ids = content_ids(rows) if ids is None else ids
     constant = rows.min(axis=1) == rows.max(axis=1)  # blank images: all black, all white, ...
     return {
         "source": source,
         "images": len(rows),
         "valid_from": data.valid_from,
         "splits": {split: _class_counts(labels) for split, labels in data.labels.items()},
-        "duplicates": duplicates_report(content_ids(rows), data.all_labels, split_of),
+        "duplicates": duplicates_report(ids, data.all_labels, split_of),
+        "duplicates_csv": duplicates_csv,
         "constant_images": {split: int(constant[split_of == code].sum()) for code, split in enumerate(SPLITS)},
         "converted_images": data.converted,
     }
+
+
+def _flat_images(data: Dataset) -> np.ndarray:
+    return data.all_images.reshape(len(data.all_images), -1)
+
+
+def _split_codes(data: Dataset) -> np.ndarray:
+    """Each row's index into SPLITS."""
+    return np.repeat(np.arange(len(SPLITS)), data.sizes)
 
 
 def _class_counts(labels: np.ndarray) -> dict[str, int]:
@@ -95,8 +133,10 @@ def _class_counts(labels: np.ndarray) -> dict[str, int]:
 def duplicates_report(ids: np.ndarray, labels: np.ndarray, split_of: np.ndarray) -> dict[str, Any]:
     """Exact duplicates (equal `ids`): extra copies within each split, images found in two splits,
     and, for both, how many of those images carry more than one label."""
+    copies = np.bincount(ids)
     report: dict[str, Any] = {
-        "distinct_images": int(len(np.unique(ids))),
+        "distinct_images": int(np.count_nonzero(copies)),
+        "repeated_images": int(np.count_nonzero(copies > 1)),  # images with two or more copies
         "within_split": {}, "within_split_conflicting_labels": {},
         "across_splits": {}, "across_splits_conflicting_labels": {},
     }
@@ -111,6 +151,32 @@ def duplicates_report(ids: np.ndarray, labels: np.ndarray, split_of: np.ndarray)
         report["across_splits"][pair] = len(shared)
         report["across_splits_conflicting_labels"][pair] = _several_labels(ids[chosen], labels[chosen])
     return report
+
+
+def duplicate_rows(data: Dataset, ids: np.ndarray) -> list[tuple[Any, ...]]:
+    """One row per copy of each image that occurs more than once (DUPLICATES_COLUMNS): its group
+    (1, 2, ... in order of first appearance), split, row within the split, CSV line or file path,
+    emotion, and whether the group's copies disagree on the label."""
+    repeated = np.flatnonzero(np.bincount(ids)[ids] > 1)  # positions in train, valid, test order
+    groups, first, group_of = np.unique(ids[repeated], return_index=True, return_inverse=True)
+    number = np.argsort(np.argsort(first)) + 1  # groups numbered by where they first appear
+    conflicting = _several_labels_per_id(ids, data.all_labels)
+    split_of = _split_codes(data)
+    split_start = np.concatenate(([0], np.cumsum(data.sizes)[:-1]))
+    origins = data.origins.tolist() if data.origins is not None else [""] * len(ids)
+    rows = []
+    for position, group in zip(repeated.tolist(), group_of.ravel().tolist()):
+        split = int(split_of[position])
+        rows.append((int(number[group]), SPLITS[split], position - int(split_start[split]), origins[position],
+                     EMOTIONS[data.all_labels[position]], bool(conflicting[groups[group]])))
+    rows.sort(key=lambda row: row[0])  # stable: a group's copies stay in train, valid, test order
+    return rows
+
+
+def _several_labels_per_id(ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For each id, whether its rows carry more than one label."""
+    distinct_pairs = np.unique(np.stack([ids, labels], axis=1), axis=0)
+    return np.bincount(distinct_pairs[:, 0], minlength=int(ids.max(initial=-1)) + 1) > 1
 
 
 def content_ids(rows: np.ndarray) -> np.ndarray:
@@ -128,8 +194,7 @@ def content_ids(rows: np.ndarray) -> np.ndarray:
 
 def _several_labels(ids: np.ndarray, labels: np.ndarray) -> int:
     """How many distinct images among these rows appear with more than one label."""
-    distinct_pairs = np.unique(np.stack([ids, labels], axis=1), axis=0)
-    return int((np.bincount(distinct_pairs[:, 0]) > 1).sum()) if len(distinct_pairs) else 0
+    return int(_several_labels_per_id(ids, labels).sum())
 
 
 def _summary(report: dict[str, Any], out_dir: Path, report_path: Path) -> str:

@@ -34,6 +34,9 @@ class Dataset:
     sizes: tuple[int, ...]  # rows per split, in SPLITS order
     converted: int = 0  # folder images that were not 48x48 grayscale
     valid_from: str = "PublicTest"  # or "train": a stratified share held out of train
+    # where each row came from, so a report can point at it: the 1-based CSV line number (int64)
+    # or the image file path (str); None for data made in memory
+    origins: np.ndarray | None = None
 
     @classmethod
     def from_splits(cls, images: dict[str, np.ndarray], labels: dict[str, np.ndarray], **extra: Any) -> Dataset:
@@ -115,6 +118,7 @@ class _Rows:
     images: np.ndarray  # uint8 (R, 2304)
     labels: np.ndarray  # int64 (R,)
     splits: np.ndarray  # index into SPLITS, (R,)
+    lines: np.ndarray  # 1-based line numbers in the file, int64 (R,)
 
 
 class _BadLine(Exception):
@@ -152,7 +156,7 @@ def _add_to_splits(parts: dict[str, list[_Rows]], rows: _Rows) -> None:
         return
     for code, split in enumerate(SPLITS):
         chosen = rows.splits == code
-        parts[split].append(_Rows(rows.images[chosen], rows.labels[chosen], rows.splits[chosen]))
+        parts[split].append(_Rows(rows.images[chosen], rows.labels[chosen], rows.splits[chosen], rows.lines[chosen]))
 
 
 def _read_pieces(path: Path) -> Iterator[bytes]:
@@ -262,7 +266,8 @@ def _parse_block(block: _Block, columns: _Columns) -> _Rows:
     filled = line_end > line_start  # blank lines are skipped, but still counted
     lines = _Lines(block, line_start[filled], line_end[filled], block.first_line + np.flatnonzero(filled))
     if not len(lines.start):
-        return _Rows(np.empty((0, PIXELS_PER_IMAGE), np.uint8), np.empty(0, np.int64), np.empty(0, np.int8))
+        return _Rows(np.empty((0, PIXELS_PER_IMAGE), np.uint8), np.empty(0, np.int64), np.empty(0, np.int8),
+                     np.empty(0, np.int64))
 
     commas = np.flatnonzero(text == COMMA) + block.begin
     first_comma = np.searchsorted(commas, lines.start)
@@ -281,7 +286,7 @@ def _parse_block(block: _Block, columns: _Columns) -> _Rows:
     images = _parse_pixels(everything, text, block.begin, pixel_start, pixel_end)
     if images is None:
         _explain(lines, columns)
-    return _Rows(images, labels.astype(np.int64), splits.astype(np.int8))
+    return _Rows(images, labels.astype(np.int64), splits.astype(np.int8), lines.number.astype(np.int64))
 
 
 def _small_field_codes(
@@ -425,6 +430,7 @@ def _csv_dataset(parts: dict[str, list[_Rows]], path: Path) -> Dataset:
         np.concatenate([rows.images for rows in in_order]).reshape(-1, IMAGE_SIZE, IMAGE_SIZE),
         np.concatenate([rows.labels for rows in in_order]),
         tuple(sum(len(rows.labels) for rows in parts[split]) for split in SPLITS),
+        origins=np.concatenate([rows.lines for rows in in_order]),
     )
 
 
@@ -458,7 +464,9 @@ def read_folder(root: Path, valid_fraction: float, seed: int) -> Dataset:
             raise FerError(f"{root}: no images for the {split} split")
     order = np.concatenate([chosen[split] for split in SPLITS])
     sizes = tuple(len(chosen[split]) for split in SPLITS)
-    return Dataset(images[order], label_array[order], sizes, converted=converted, valid_from=valid_from)
+    origins = np.array([str(path) for path in files], dtype=object)[order]
+    return Dataset(images[order], label_array[order], sizes, converted=converted, valid_from=valid_from,
+                   origins=origins)
 
 
 def _part_folders(root: Path) -> dict[str, Path]:
@@ -504,6 +512,8 @@ def _load_image(path: Path) -> tuple[np.ndarray, bool]:
     """The image as 48x48 grayscale, and whether it had to be converted to that."""
     import cv2  # here rather than at the top, so that reading a CSV does not pay for importing it
 
+    from fer.faces import to_face48  # it imports OpenCV too
+
     try:
         data = np.fromfile(path, np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
@@ -515,23 +525,7 @@ def _load_image(path: Path) -> tuple[np.ndarray, bool]:
         raise FerError(f"{path}: cannot decode this file as an image")
     if image.shape == (IMAGE_SIZE, IMAGE_SIZE) and image.dtype == np.uint8:
         return image, False
-    return _to_gray_48(image), True
-
-
-def _to_gray_48(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    if image.dtype != np.uint8:  # 16-bit or float images: scale their full range to 0-255
-        top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
-        image = cv2.convertScaleAbs(image, alpha=255.0 / top)
-    channels = image.shape[2] if image.ndim == 3 else 1
-    if channels in (1, 2):  # gray, or gray and alpha
-        image = image.reshape(*image.shape[:2], channels)[:, :, 0]
-    else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if channels == 4 else cv2.COLOR_BGR2GRAY)
-    shrinking = image.shape[0] > IMAGE_SIZE or image.shape[1] > IMAGE_SIZE
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+    return to_face48(image), True
 
 
 def _hold_out(
