@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FerError as error:
         print(f"fer: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # before OSError, its base class
+        # `fer predict ... | head` closed the pipe early; that is the reader's choice, not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as error:  # disk full, permissions, a folder where a file should be...
         where = f"{error.filename}: " if error.filename else ""
         print(f"fer: error: {where}{error.strerror or error}", file=sys.stderr)
@@ -116,7 +120,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fer: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # `fer predict ... | head` closed the pipe early; that is the reader's choice, not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
