@@ -43,7 +43,7 @@ if importlib.util.find_spec("fer") is None:
     sys.path.insert(0, str(REPO / "src"))
 
 from fer.errors import FerError  # noqa: E402
-from fer.loader import BatchLoader, load_split, normalize  # noqa: E402
+from fer.loader import BatchLoader, load_split, normalize, train_statistics  # noqa: E402
 from fer.models import build_model  # noqa: E402
 from fer.params import model_params  # noqa: E402
 from fer.runtime import autocast, set_cpu_threads  # noqa: E402
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     set_cpu_threads(0)
     images, labels = load_train(args.data)
     # The statistics of the whole split, as `fer.train.run` computes them.
-    mean, std = float(images.mean() / 255.0), float(images.std() / 255.0) or 1.0
+    mean, std = train_statistics(images)
     machine = machine_info()
     results: list[dict[str, Any]] = []
     lines = legend(machine, args.data, len(images))

@@ -26,7 +26,7 @@ from fer.runtime import resolve_device, resolve_precision
 
 DATA_DIR = Path("data/processed")
 FIGURES_DIR = Path("plots/figures")
-EVAL_SPLITS = {"valid": "PublicTest", "test": "PrivateTest"}
+EVAL_SPLITS = ("valid", "test")  # PublicTest and PrivateTest
 
 
 def per_class_report(labels: np.ndarray, predicted: np.ndarray) -> dict[str, dict[str, float]]:

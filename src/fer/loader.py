@@ -40,6 +40,11 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     return images, labels.astype(np.int64)
 
 
+def train_statistics(images: np.ndarray) -> tuple[float, float]:
+    """Mean and std of uint8 training images on the [0, 1] scale, for `normalize`."""
+    return float(images.mean() / 255.0), float(images.std() / 255.0) or 1.0
+
+
 def normalize(images: torch.Tensor, mean: float, std: float, channels_last: bool) -> torch.Tensor:
     """uint8 (B,48,48) -> float (B,1,48,48) scaled to [0,1], then standardised with the train statistics."""
     x = images.unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
 from fer.checkpoint import load_checkpoint, save_checkpoint
-from fer.loader import BatchLoader, load_split
+from fer.loader import BatchLoader, load_split, train_statistics
 from fer.models import build_model
 from fer.params import DEFAULT_PARAMS, model_params
 from fer.runtime import autocast, resolve_device, resolve_precision, set_cpu_threads
@@ -147,8 +147,7 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
     train_images, train_labels = load_split(data_dir, "train")
     valid_images, valid_labels = load_split(data_dir, "valid")
     # The normalisation statistics come from train alone and travel inside every checkpoint.
-    mean = float(train_images.mean() / 255.0)
-    std = float(train_images.std() / 255.0) or 1.0
+    mean, std = train_statistics(train_images)
     fingerprint = _fingerprint(params, [train_images, train_labels, valid_images, valid_labels])
 
     train_loader = BatchLoader(train_images, train_labels, device, params["batch_size"], mean, std,
