@@ -8,12 +8,17 @@ For each model and device (cpu always, cuda when torch sees one), in images per 
      params.yaml's augmentation, the model in channels_last and `_make_optimizer`'s SGD.
   b  bare: forward + loss + backward + step repeated on one pre-made batch; the compute limit of a.
   c  seed style: a per-sample numpy/torch Dataset (4-px pad crop, flip, normalise) under
-     `torch.utils.data.DataLoader(shuffle=True, num_workers=N)`, fp32 and NCHW.
+     `torch.utils.data.DataLoader(shuffle=True, num_workers=N, persistent_workers=True)`, fp32, NCHW.
 a/b shows what the loader and augmentation cost (same precision on both sides); a/c what the
 whole recipe gains. CPU runs a and b in fp32 and bf16 autocast, and a/c takes our best CPU setting
 (bf16 + channels_last); CUDA runs a and b in bf16, with the data resident on the GPU.
-Every pass is timed after a warm-up. With --repeats R the variants take R turns each and the
-fastest pass of each counts, since on a shared machine interference only ever slows a pass down.
+Every pass is timed after a warm-up, and the variants take R short turns each (--repeats R), the
+order reversed every other round. The ratios are paired: in every round a runs right next to its
+b and near c, and a/b and a/c are the medians of the per-round ratios, with their range beside
+them; the img/s columns are per-variant medians. On the shared 2-core machines identical passes
+vary by up to 2x within minutes (one run drifted from 390 to 250 img/s), so a ratio of two
+figures taken apart in time measures the machine; passes next to each other share most of that drift.
+--json keeps every pass.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +57,37 @@ from fer.train import _make_optimizer, train_one_epoch  # noqa: E402
 
 PARAMS = REPO / "params.yaml"
 MODELS = ("basic", "vgg")
-# Sized so the default CPU run (both models, three rounds) takes three to five minutes on two
-# cores, where basic trains at about 400 img/s in fp32 and 1100 in bf16, vgg at about 60 and 200.
-CPU_IMAGES = {"basic": 2048, "vgg": 384}
+# Four batches of basic and one of vgg per pass, so a pass lasts one to three seconds and the default
+# CPU run (both models, 15 rounds) about five minutes on two cores; basic trains at about 350 img/s
+# in fp32 and 1,100 in bf16 there, vgg at about 55 and 130.
+CPU_IMAGES = {"basic": 512, "vgg": 128}
 CPU_WORKERS = 2
 WARMUP_BATCHES = {"cpu": 2, "cuda": 10}
-# On a shared CPU one pass can run 10x slower than the next; short passes taken in turns, best of
-# three, find the quiet moments that one long pass cannot.
-DEFAULT_REPEATS = {"cpu": 3, "cuda": 3}
+# Many short passes in turns rather than a few long ones: paired neighbours see the same machine.
+DEFAULT_REPEATS = {"cpu": 15, "cuda": 5}
 TARGET_A_OVER_B = {"cpu": 0.95, "cuda": 0.90}
 TARGET_A_OVER_C_CPU = 1.5
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """The median of per-round ratios, and their smallest and largest."""
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def paired(cls, numerators: list[float], denominators: list[float]) -> Ratio:
+        ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
+        return cls(statistics.median(ratios), min(ratios), max(ratios))
+
+    def __str__(self) -> str:
+        return f"{self.median:5.2f} ({self.low:.2f}-{self.high:.2f})"
+
+
 @dataclass
 class Row:
-    """One model/device/precision line of the table; img/s are None where not measured."""
+    """One model/device/precision line of the table: median img/s per variant, paired ratios."""
     model: str
     device: str
     precision: str
@@ -73,13 +95,9 @@ class Row:
     batch_size: int
     ours: float
     bare: float
+    a_over_b: Ratio
     seed_style: float | None = None
-    a_over_b: float = field(init=False)
-    a_over_c: float | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.a_over_b = self.ours / self.bare
-        self.a_over_c = self.ours / self.seed_style if self.seed_style else None
+    a_over_c: Ratio | None = None
 
 
 # --- what ran where ---------------------------------------------------------------------------
@@ -257,10 +275,13 @@ def prepare_seed_style(setup: Setup, workers: int) -> TimedPass:
     criterion = setup.criterion()
     padding = setup.params["augment"]["crop_padding"]
 
-    def epoch(count: int) -> int:
-        dataset = SeedStyleDataset(setup.images[:count], setup.labels[:count], setup.mean, setup.std, padding)
-        # A fresh DataLoader per pass: without persistent workers each epoch starts its workers anew.
-        loader = DataLoader(dataset, batch_size=setup.batch_size, shuffle=True, num_workers=workers)
+    dataset = SeedStyleDataset(setup.images, setup.labels, setup.mean, setup.std, padding)
+    # Persistent workers, started during the warm-up: a per-epoch worker start-up would weigh far
+    # more in these short passes than in a real 28,709-image epoch, and flatter a/c.
+    loader = DataLoader(dataset, batch_size=setup.batch_size, shuffle=True, num_workers=workers,
+                        persistent_workers=workers > 0)
+
+    def epoch() -> int:
         # The loss is summed on the device as in ours, so c differs from a only in loader and settings.
         loss_sum = torch.zeros((), device=setup.device)
         for x, y in loader:
@@ -271,10 +292,10 @@ def prepare_seed_style(setup: Setup, workers: int) -> TimedPass:
             optimizer.step()
             loss_sum += loss.detach() * len(y)
         loss_sum.item()
-        return count
+        return len(dataset)
 
-    epoch(setup.warmup_count())
-    return lambda: timed(setup.device, lambda: epoch(len(setup.images)))
+    epoch()
+    return lambda: timed(setup.device, epoch)
 
 
 # --- running it -------------------------------------------------------------------------------
@@ -292,48 +313,58 @@ def default_workers(device: torch.device) -> int:
     return CPU_WORKERS if device.type == "cpu" else min(8, len(os.sched_getaffinity(0)))
 
 
-def benchmark(setup: Setup, workers: int, repeats: int) -> tuple[list[Row], float]:
-    """All rows of one model on one device, plus the loader-alone img/s."""
+def run_rounds(tag: str, passes: dict[str, TimedPass], repeats: int) -> dict[str, list[float]]:
+    """Every pass once per round, the order reversed every other round so no variant always goes first."""
+    samples: dict[str, list[float]] = {name: [] for name in passes}
+    for round_number in range(1, repeats + 1):
+        order = list(passes) if round_number % 2 else list(reversed(passes))
+        for name in order:
+            log(f"{tag}: round {round_number}/{repeats}, {name} ...")
+            samples[name].append(passes[name]())
+    return samples
+
+
+def benchmark(setup: Setup, workers: int, repeats: int) -> tuple[list[Row], dict[str, list[float]]]:
+    """All rows of one model on one device, plus every pass's img/s by variant."""
     tag = f"{setup.model_name}/{setup.device.type}"
     log(f"{tag}: building and warming up every variant")
-    passes: dict[str, TimedPass] = {"loader": prepare_loader_alone(setup),
-                                    "seed": prepare_seed_style(setup, workers)}
+    # In this order each ours/bare pair runs back to back, and seed next to the last pair.
+    passes: dict[str, TimedPass] = {"loader": prepare_loader_alone(setup)}
     for precision in precisions_for(setup.device):
         passes[f"ours {precision}"] = prepare_ours(setup, precision)
         passes[f"bare {precision}"] = prepare_bare(setup, precision)
-    # Rounds of one pass each: the fastest pass counts, since interference only ever slows one down.
-    best = dict.fromkeys(passes, 0.0)
-    for round_number in range(1, repeats + 1):
-        for name, timed_pass in passes.items():
-            log(f"{tag}: round {round_number}/{repeats}, {name} ...")
-            best[name] = max(best[name], timed_pass())
-    rows = [Row(setup.model_name, setup.device.type, precision, len(setup.images), setup.batch_size,
-                best[f"ours {precision}"], best[f"bare {precision}"],
-                best["seed"] if precision == "bf16" else None)
-            for precision in precisions_for(setup.device)]
-    return rows, best["loader"]
+    passes["seed"] = prepare_seed_style(setup, workers)
+    samples = run_rounds(tag, passes, repeats)
+    rows = []
+    for precision in precisions_for(setup.device):
+        ours, bare = samples[f"ours {precision}"], samples[f"bare {precision}"]
+        with_seed = precision == "bf16"
+        rows.append(Row(setup.model_name, setup.device.type, precision, len(setup.images), setup.batch_size,
+                        statistics.median(ours), statistics.median(bare), Ratio.paired(ours, bare),
+                        statistics.median(samples["seed"]) if with_seed else None,
+                        Ratio.paired(ours, samples["seed"]) if with_seed else None))
+    return rows, samples
 
 
-def verdict(value: float | None, target: float) -> str:
-    if value is None:
-        return ""
-    return f">= {target:.2f} {'PASS' if value >= target else 'FAIL'}"
+def verdict(ratio: Ratio, target: float) -> str:
+    return f">= {target:.2f} {'PASS' if ratio.median >= target else 'FAIL'}"
 
 
-def table(rows: list[Row], loader_alone: float, workers: int, repeats: int) -> list[str]:
-    header = (f"{'model':<6} {'device':<6} {'prec':<5} {'K':>6} {'a ours':>9} {'b bare':>9} {'c seed':>9}"
-              f"  {'a/b':>5} {'target':<12}  {'a/c':>5} {'target':<12}")
+def table(rows: list[Row], loader_alone: list[float], workers: int, repeats: int) -> list[str]:
+    header = (f"{'model':<6} {'device':<6} {'prec':<5} {'K':>6} {'a ours':>7} {'b bare':>7} {'c seed':>7}"
+              f"  {'a/b (range)':<17} {'target':<12}  {'a/c (range)':<17} {'target':<12}")
     lines = [header, "-" * len(header)]
     for row in rows:
-        seed = f"{row.seed_style:9.0f}" if row.seed_style else f"{'':>9}"
-        a_over_c = f"{row.a_over_c:5.2f}" if row.a_over_c else f"{'':>5}"
-        c_target = verdict(row.a_over_c, TARGET_A_OVER_C_CPU) if row.device == "cpu" else "(no target)"
-        lines.append(f"{row.model:<6} {row.device:<6} {row.precision:<5} {row.images:>6} {row.ours:9.0f} "
-                     f"{row.bare:9.0f} {seed}  {row.a_over_b:5.2f} "
-                     f"{verdict(row.a_over_b, TARGET_A_OVER_B[row.device]):<12}  {a_over_c} "
-                     f"{c_target if row.a_over_c else '':<12}")
-    lines.append(f"  loader alone (BatchLoader + augment_batch, no model): {loader_alone:.0f} img/s; "
-                 f"c uses num_workers={workers}; best of {repeats} pass(es) after a warm-up")
+        seed = f"{row.seed_style:7.0f}" if row.seed_style else f"{'':>7}"
+        a_over_c, c_target = "", ""
+        if row.a_over_c:
+            a_over_c = str(row.a_over_c)
+            c_target = verdict(row.a_over_c, TARGET_A_OVER_C_CPU) if row.device == "cpu" else "(no target)"
+        lines.append(f"{row.model:<6} {row.device:<6} {row.precision:<5} {row.images:>6} {row.ours:7.0f} "
+                     f"{row.bare:7.0f} {seed}  {str(row.a_over_b):<17} "
+                     f"{verdict(row.a_over_b, TARGET_A_OVER_B[row.device]):<12}  {a_over_c:<17} {c_target:<12}")
+    lines.append(f"  loader alone (BatchLoader + augment_batch, no model): {statistics.median(loader_alone):.0f} img/s; "
+                 f"c uses num_workers={workers}; {repeats} round(s) after a warm-up")
     return lines
 
 
@@ -347,7 +378,8 @@ def legend(machine: dict[str, Any], data: Path, train_size: int) -> list[str]:
         "a = ours: fer.train.train_one_epoch + BatchLoader with params.yaml's augmentation, channels_last",
         "b = bare: the same model/optimizer/precision/channels_last step repeated on one pre-made batch",
         "c = seed style: per-sample Dataset (pad-4 crop, flip, normalise) + DataLoader(shuffle=True,"
-        " num_workers=N), fp32, NCHW; lighter augmentation than ours (no rotation, no erasing)",
+        " num_workers=N, persistent), fp32, NCHW; lighter augmentation than ours (no rotation, no erasing)",
+        "img/s: median pass of each variant; a/b, a/c: median (and range) of the per-round ratios",
         "a/b compares a and b at the row's precision; a/c compares the bf16 row's a (bf16 + channels_last)"
         " with c (fp32, NCHW)",
     ]
@@ -408,12 +440,12 @@ def main(argv: list[str] | None = None) -> int:
             count = min(args.images or default_images(model, device, len(images)), len(images))
             setup = Setup(model, params, device, images[:count], labels[:count], mean, std,
                           args.batch_size or params["batch_size"])
-            rows, loader_alone = benchmark(setup, workers, repeats)
-            block = table(rows, loader_alone, workers, repeats)
+            rows, samples = benchmark(setup, workers, repeats)
+            block = table(rows, samples["loader"], workers, repeats)
             print("\n" + "\n".join(block), flush=True)
             lines += ["", *block]
-            results += [{**asdict(row), "loader_alone": loader_alone, "workers": workers, "repeats": repeats}
-                        for row in rows]
+            results += [{**asdict(row), "loader_alone": statistics.median(samples["loader"]), "workers": workers,
+                         "repeats": repeats, "passes": samples} for row in rows]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": machine, "results": results, "report": lines}, indent=2) + "\n")
