@@ -8,6 +8,7 @@ epoch's batches depend only on (seed, epoch) and a resumed run replays them exac
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,8 +81,23 @@ def _affine_thetas(n: int, augment: dict[str, Any], g: torch.Generator, device: 
     ], dim=1)
 
 
+@functools.cache
+def _base_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(1, H*W, 3): every output pixel centre as (x, y, 1) in grid_sample's [-1, 1] coordinates."""
+    identity = torch.eye(2, 3, device=device).unsqueeze(0)
+    xy = F.affine_grid(identity, [1, 1, height, width], align_corners=False).reshape(1, height * width, 2)
+    return torch.cat([xy, torch.ones_like(xy[..., :1])], dim=2)
+
+
+def _sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """F.affine_grid(theta, align_corners=False), bit for bit, without rebuilding the base grid
+    on every call, which took two thirds of affine_grid's time on a CPU batch of 128."""
+    grid = torch.matmul(_base_grid(height, width, theta.device), theta.transpose(1, 2))
+    return grid.view(theta.shape[0], height, width, 2)
+
+
 def _erase(x: torch.Tensor, probability: float, g: torch.Generator) -> torch.Tensor:
-    """Random erasing: zero (the dataset mean after normalisation) one rectangle in chosen images."""
+    """Random erasing, in place: zero (the dataset mean after normalisation) one rectangle in chosen images."""
     n, device = x.shape[0], x.device
     area = _uniform(n, 0.02, 0.25, g, device) * IMAGE_SIZE * IMAGE_SIZE
     aspect = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), g, device))
@@ -91,19 +107,18 @@ def _erase(x: torch.Tensor, probability: float, g: torch.Generator) -> torch.Ten
     left = torch.rand(n, generator=g, device=device) * (IMAGE_SIZE - width)
     chosen = torch.rand(n, generator=g, device=device) < probability
     coords = torch.arange(IMAGE_SIZE, device=device, dtype=torch.float32)
-    rows = (coords >= top[:, None]) & (coords < (top + height)[:, None])
+    rows = (coords >= top[:, None]) & (coords < (top + height)[:, None]) & chosen[:, None]
     cols = (coords >= left[:, None]) & (coords < (left + width)[:, None])
-    mask = rows[:, :, None] & cols[:, None, :] & chosen[:, None, None]
-    return x.masked_fill(mask.unsqueeze(1), 0.0)
+    return x.masked_fill_((rows[:, :, None] & cols[:, None, :]).unsqueeze(1), 0.0)
 
 
 def augment_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator) -> torch.Tensor:
-    """Apply the configured augmentations to a normalised (B,1,48,48) batch."""
+    """Apply the configured augmentations to a normalised (B,1,48,48) batch, which may be overwritten."""
     identity = (augment["crop"] == "none" and not augment["flip"]
                 and augment["rotate_degrees"] == 0 and augment["translate"] == 0)
     if not identity:
         theta = _affine_thetas(x.shape[0], augment, g, x.device)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        grid = _sampling_grid(theta, x.shape[2], x.shape[3])
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if augment["erase_prob"] > 0:
         x = _erase(x, augment["erase_prob"], g)
