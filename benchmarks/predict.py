@@ -34,6 +34,7 @@ from fer import export, predict
 from fer.checkpoint import save_checkpoint
 from fer.faces import Detector, find_faces, make_detector
 from fer.models import build_model
+from provenance import cpu_name, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "fer2013-images-sample"
@@ -41,13 +42,7 @@ SCENE_FACE_SIDE = 160
 
 
 def machine() -> list[str]:
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
+    cpu, commit = cpu_name(), git_commit()
     # Other processes' load skews CPU timings badly (OpenMP threads wait for descheduled peers).
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return [f"machine: {cpu}; {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0))} usable; "

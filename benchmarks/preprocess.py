@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provenance import cpu_name, git_commit
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
 VARIANTS = ("split", "fromstring", "ours")
@@ -106,19 +108,9 @@ def measure(variant: str) -> dict[str, float]:
 # --- the report ----------------------------------------------------------------------------------
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "load_average": [round(load, 2) for load in os.getloadavg()],
-        "python": platform.python_version(),
-        "commit": (commit.stdout.strip() or "unknown")
-        + (" + uncommitted changes" if dirty.stdout.strip() else ""),
+        "cpu": cpu_name(), "cores": os.cpu_count(), "load_average": [round(load, 2) for load in os.getloadavg()],
+        "python": platform.python_version(), "commit": git_commit(),
     }
 
 

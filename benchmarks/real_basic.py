@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from fer.params import merge  # noqa: E402
+from provenance import cpu_name, git_commit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
@@ -38,16 +38,7 @@ BUDGET = {
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return f"{model}, {len(os.sched_getaffinity(0))} cores"
-
-
-def commit() -> str:
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    return sha.stdout.strip() + ("-dirty" if dirty else "")
+    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
 
 
 def write_params(workdir: Path, source: Path) -> None:
@@ -79,7 +70,7 @@ def main() -> int:
     metrics = json.loads((workdir / "metrics" / "basic.json").read_text())
     train = json.loads((workdir / "metrics" / "basic_train.json").read_text())
     summary = {
-        "machine": machine(), "commit": commit(), "budget": BUDGET, "seconds": seconds,
+        "machine": machine(), "commit": git_commit(), "budget": BUDGET, "seconds": seconds,
         "best_epoch": train["best_epoch"], "train_images_per_second": train["train_images_per_second"],
         "public_test_accuracy": metrics["valid"]["accuracy"],
         "private_test_accuracy": metrics["test"]["accuracy"],

@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import itertools
-import math
 import json
+import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +57,7 @@ from fer.models import build_model  # noqa: E402
 from fer.params import model_params  # noqa: E402
 from fer.runtime import autocast, set_cpu_threads  # noqa: E402
 from fer.train import _make_optimizer, train_one_epoch  # noqa: E402
+from provenance import cpu_name, git_commit  # noqa: E402
 
 PARAMS = REPO / "params.yaml"
 MODELS = ("basic", "vgg")
@@ -106,34 +106,9 @@ class Row:
 
 # --- what ran where ---------------------------------------------------------------------------
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def git_commit() -> str:
-    """Short commit, with -dirty when the tree differs from it: numbers belong to exact code."""
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if not commit:
-        return "unknown (not a git checkout)"
-    return commit + ("-dirty" if git("status", "--porcelain") else "")
-
-
 def machine_info() -> dict[str, Any]:
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
