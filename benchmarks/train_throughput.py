@@ -168,11 +168,6 @@ class Setup:
     def criterion(self) -> nn.Module:
         return nn.CrossEntropyLoss(label_smoothing=self.params["label_smoothing"])
 
-    def warmup_count(self) -> int:
-        # Full batches plus the ragged last one, so every batch shape the timed pass meets is warm.
-        full = min(len(self.images) // self.batch_size, WARMUP_BATCHES[self.device.type]) * self.batch_size
-        return full + len(self.images) % self.batch_size
-
     def our_loader(self, count: int) -> ShortEpoch:
         loader = BatchLoader(self.split_images, self.split_labels, self.device, self.batch_size,
                              self.mean, self.std, channels_last=True, augment=self.params["augment"], shuffle=True)
@@ -180,17 +175,13 @@ class Setup:
 
 
 class ShortEpoch:
-    """The first batches, about `count` images, of a whole-split BatchLoader's shuffled epoch, in
-    the shape train_one_epoch takes: each batch is gathered as in training, yet a pass stays short."""
+    """The first batches, about `count` images, of a whole-split BatchLoader's shuffled epoch, for
+    train_one_epoch: each batch is gathered as in training, yet a pass stays short."""
 
     def __init__(self, loader: BatchLoader, count: int) -> None:
-        self.loader, self.device, self.batch_size = loader, loader.device, loader.batch_size
-        self.batch_count = min(math.ceil(count / self.batch_size), len(loader))
-        # train_one_epoch counts the images it trained on as len(loader.images).
-        self.images = loader.images[:self.batch_count * self.batch_size]
-
-    def __len__(self) -> int:
-        return self.batch_count
+        self.loader, self.device = loader, loader.device
+        self.batch_count = min(math.ceil(count / loader.batch_size), len(loader))
+        self.image_count = min(self.batch_count * loader.batch_size, len(loader.images))
 
     def batches(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return itertools.islice(self.loader.batches(seed), self.batch_count)
@@ -203,10 +194,10 @@ def prepare_ours(setup: Setup, precision: str) -> TimedPass:
 
     def epoch(loader: ShortEpoch, seed: int) -> int:
         train_one_epoch(model, loader, optimizer, criterion, seed, precision, tqdm(disable=True))
-        return len(loader.images)
+        return loader.image_count
 
-    epoch(setup.our_loader(setup.warmup_count()), seed=0)
     loader = setup.our_loader(len(setup.images))
+    epoch(loader, seed=0)  # the warm-up meets every batch shape that the timed pass will
     return lambda: timed(setup.device, lambda: epoch(loader, seed=1))
 
 
@@ -238,10 +229,10 @@ def prepare_loader_alone(setup: Setup) -> TimedPass:
     def drain(loader: ShortEpoch) -> int:
         for _ in loader.batches(seed=1):
             pass
-        return len(loader.images)
+        return loader.image_count
 
-    drain(setup.our_loader(setup.warmup_count()))
     loader = setup.our_loader(len(setup.images))
+    drain(loader)
     return lambda: timed(setup.device, lambda: drain(loader))
 
 

@@ -71,6 +71,7 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
     started = time.perf_counter()
     for step, (x, y) in enumerate(loader.batches(seed), start=1):
         with autocast(device, precision):
@@ -82,15 +83,14 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
         # Accumulate on the device: reading a value here would stall a GPU every step.
         loss_sum += loss.detach().float() * len(y)
         correct += (logits.detach().argmax(dim=1) == y).sum()
+        seen += len(y)
         progress.update(1)
         if device.type == "cpu" and step % 10 == 0:
-            seen = min(step * loader.batch_size, len(loader.images))
             progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                                  img_s=f"{seen / (time.perf_counter() - started):.0f}")
-    count = len(loader.images)
-    mean_loss, accuracy = loss_sum.item() / count, correct.item() / count  # the epoch's one sync
+    mean_loss, accuracy = loss_sum.item() / seen, correct.item() / seen  # the epoch's one sync
     progress.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}",
-                         img_s=f"{count / (time.perf_counter() - started):.0f}")
+                         img_s=f"{seen / (time.perf_counter() - started):.0f}")
     return mean_loss, accuracy
 
 
