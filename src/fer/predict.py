@@ -303,12 +303,13 @@ def format_table(results: Sequence[ImageResult], failures: Sequence[tuple[Source
     return "\n".join(lines)
 
 
-def _check_options(detector: str, tta: str, batch_size: int) -> None:
+def _check_options(detector: str, tta: str, batch_size: int) -> Detector:
+    """Reject bad options before any file is read; returns the detector that `detector` names."""
     if tta not in TTA_MODES:
         raise FerError(f"unknown --tta '{tta}' (known: {', '.join(TTA_MODES)})")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FerError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
-    make_detector(detector)  # raises for an unknown name before any file is read
+    return make_detector(detector)
 
 
 def _prepare_annotate_folder(annotate: Path) -> None:
@@ -333,7 +334,7 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = "models/v
         detector: str = "haar", json_out: str | None = None, annotate: str | os.PathLike | None = None,
         tta: str = "none", batch_size: int = 256) -> int:
     """Exit status: 0 when every file was predicted, 1 when any was skipped (the rest still are)."""
-    _check_options(detector, tta, batch_size)
+    face_detector = _check_options(detector, tta, batch_size)
     annotate = Path(annotate) if annotate is not None else None
     sources = find_images(paths, exclude=annotate)
     if not sources:
@@ -343,7 +344,7 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = "models/v
     classifier = load_classifier(model)
     if annotate is not None:
         _prepare_annotate_folder(annotate)
-    results, failures = predict_images(sources, classifier, make_detector(detector), tta, batch_size, annotate)
+    results, failures = predict_images(sources, classifier, face_detector, tta, batch_size, annotate)
     if json_out is not None:
         _write_json(json_out, to_json(results, failures, classifier, str(model), detector, tta))
     if json_out != "-":
