@@ -23,8 +23,8 @@ from fer.inference import predict_proba
 from fer.loader import load_split
 from fer.params import DEFAULT_PARAMS, MODEL_NAMES, stage_params
 from fer.runtime import resolve_device, resolve_precision
+from fer.train import DATA_DIR, RunPaths
 
-DATA_DIR = Path("data/processed")
 FIGURES_DIR = Path("plots/figures")
 EVAL_SPLITS = ("valid", "test")  # PublicTest and PrivateTest
 
@@ -53,10 +53,10 @@ def split_scores(labels: np.ndarray, plain: np.ndarray, augmented: np.ndarray) -
     }
 
 
-def evaluate_model(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], params: dict[str, Any],
-                   models_dir: Path = Path("models")) -> tuple[dict[str, Any], np.ndarray]:
+def evaluate_model(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                   params: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics for one model, and its plain test-split predictions."""
-    path = models_dir / name / "best.pt"
+    path = RunPaths.for_model(name).best
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, source=str(path))
     device = resolve_device(params["device"])
@@ -82,8 +82,8 @@ def _write_confusion_csv(path: Path, labels: np.ndarray, predicted: np.ndarray) 
 
 
 def _write_figures(results: dict[str, dict[str, Any]], confusions: dict[str, np.ndarray]) -> None:
-    curves = {name: pd.read_csv(Path("plots") / name / "train_curves.csv")
-              for name in results if (Path("plots") / name / "train_curves.csv").exists()}
+    curve_files = {name: RunPaths.for_model(name).curves for name in results}
+    curves = {name: pd.read_csv(path) for name, path in curve_files.items() if path.exists()}
     with atomic_dir(FIGURES_DIR) as folder:
         if curves:
             figures.plot_curves(curves, folder / "curves.png")
