@@ -44,7 +44,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> nn.Module:
     """Rebuild the network in eval mode from a loaded checkpoint."""
-    model = build_model(checkpoint["model"], dropout=float(checkpoint["dropout"]))
+    model = build_model(checkpoint["model"], dropout=float(checkpoint["dropout"]),
+                        width=float(checkpoint.get("width", 1.0)))
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

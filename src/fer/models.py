@@ -15,20 +15,26 @@ def _conv_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
 
 
+def scaled(channels: int, width: float) -> int:
+    """A layer's channel count under the width multiplier, kept a multiple of 8 for fast kernels."""
+    return channels if width == 1.0 else max(8, round(channels * width / 8) * 8)
+
+
 class BasicConvNet(nn.Module):
     """A plain CNN: three conv+pool stages and a two-layer MLP head, no normalisation layers."""
 
-    def __init__(self, dropout: float = 0.0, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, dropout: float = 0.0, num_classes: int = NUM_CLASSES, width: float = 1.0) -> None:
         super().__init__()
+        c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
         self.features = nn.Sequential(
-            *_conv_relu(1, 32), *_conv_relu(32, 32), nn.MaxPool2d(2),
-            *_conv_relu(32, 64), *_conv_relu(64, 64), nn.MaxPool2d(2),
-            *_conv_relu(64, 128), nn.MaxPool2d(2),
+            *_conv_relu(1, c1), *_conv_relu(c1, c1), nn.MaxPool2d(2),
+            *_conv_relu(c1, c2), *_conv_relu(c2, c2), nn.MaxPool2d(2),
+            *_conv_relu(c2, c3), nn.MaxPool2d(2),
         )
         side = IMAGE_SIZE // 8
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(128 * side * side, 256), nn.ReLU(inplace=True),
+            nn.Linear(c3 * side * side, 256), nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(256, num_classes),
         )
@@ -55,9 +61,9 @@ def _vgg_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequen
 class VGGNet(nn.Module):
     """VGG-style: four blocks of two 3x3 conv+BN+ReLU with max-pooling and dropout, then an FC head."""
 
-    def __init__(self, dropout: float = 0.5, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, dropout: float = 0.5, num_classes: int = NUM_CLASSES, width: float = 1.0) -> None:
         super().__init__()
-        widths = (64, 128, 256, 512)
+        widths = tuple(scaled(c, width) for c in (64, 128, 256, 512))
         blocks = [_vgg_block(c_in, c_out, dropout) for c_in, c_out in zip((1,) + widths, widths)]
         self.features = nn.Sequential(*blocks)
         side = IMAGE_SIZE // 16
@@ -75,7 +81,7 @@ class VGGNet(nn.Module):
 MODELS: dict[str, Callable[..., nn.Module]] = {"basic": BasicConvNet, "vgg": VGGNet}
 
 
-def build_model(name: str, dropout: float = 0.0) -> nn.Module:
+def build_model(name: str, dropout: float = 0.0, width: float = 1.0) -> nn.Module:
     if name not in MODELS:
         raise FerError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
-    return MODELS[name](dropout=dropout)
+    return MODELS[name](dropout=dropout, width=width)

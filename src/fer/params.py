@@ -81,7 +81,10 @@ TRAIN_SCHEMA: dict[str, Any] = {
     "nesterov": _boolean,
     "weight_decay": _number(0.0),
     "gamma": _number(0.0, 1.0, low_inclusive=False),
+    "schedule": _choice("exponential", "cosine"),
+    "warmup_epochs": _number(0.0),
     "label_smoothing": _number(0.0, 0.5),
+    "ema_decay": _number(0.0, 1.0),
     "seed": _integer(0),
     "device": _choice("auto", "cpu", "cuda"),
     "precision": _choice("auto", "fp32", "bf16"),
@@ -93,7 +96,8 @@ TRAIN_SCHEMA: dict[str, Any] = {
 }
 
 # Keys that only make sense per model; everything else is inherited from `train:`.
-MODEL_ONLY_SCHEMA: dict[str, Any] = {"dropout": _number(0.0, 0.95)}
+MODEL_ONLY_SCHEMA: dict[str, Any] = {"dropout": _number(0.0, 0.95),
+                                     "width": _number(0.0, 4.0, low_inclusive=False)}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "synth": {
@@ -183,4 +187,5 @@ def model_params(model: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any
     _validate(own, model_schema, model, str(path), partial=True)
     merged = merge(params["train"], own)
     merged.setdefault("dropout", 0.0)
+    merged.setdefault("width", 1.0)
     return merged

@@ -1,4 +1,4 @@
-"""The training stage: SGD with momentum under ExponentialLR, one model at a time.
+"""The training stage: SGD with momentum under ExponentialLR (or warm-up + cosine), one model at a time.
 
 Every epoch appends a row to the curves CSV and atomically rewrites `last.pt`; `best.pt` is the
 epoch with the highest validation (PublicTest) accuracy. The test split is never read here.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import ExponentialLR, LambdaLR, LRScheduler
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
@@ -49,9 +52,12 @@ class RunPaths:
 
 
 def _fingerprint(params: dict[str, Any], arrays: list[np.ndarray]) -> str:
-    """What a resumable last.pt must match: parameters (bar the epoch count), data and code."""
+    """What a resumable last.pt must match: parameters, data and code. The epoch count is left out
+    under the exponential schedule, whose rates do not depend on it, so a finished run can be extended."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({k: v for k, v in params.items() if k != "epochs"}, sort_keys=True).encode())
+    extendable = params["schedule"] == "exponential"
+    digest.update(json.dumps({k: v for k, v in params.items() if k != "epochs" or not extendable},
+                             sort_keys=True).encode())
     for array in arrays:
         digest.update(np.ascontiguousarray(array).data)
     package = Path(__file__).parent
@@ -65,8 +71,12 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
-                    criterion: nn.Module, seed: int, precision: str, progress: tqdm) -> tuple[float, float]:
-    """One pass over the shuffled, augmented training split; returns (mean loss, accuracy)."""
+                    criterion: nn.Module, seed: int, precision: str, progress: tqdm, *,
+                    step_scheduler: LRScheduler | None = None,
+                    ema: AveragedModel | None = None) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training split; returns (mean loss, accuracy).
+
+    `step_scheduler` is stepped after every batch and `ema` averaged after every batch, when given."""
     model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
@@ -80,6 +90,10 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         # Accumulate on the device: reading a value here would stall a GPU every step.
         loss_sum += loss.detach().float() * len(y)
         correct += (logits.detach().argmax(dim=1) == y).sum()
@@ -136,6 +150,29 @@ def _make_optimizer(model: nn.Module, params: dict[str, Any], device: torch.devi
                            weight_decay=params["weight_decay"], fused=device.type == "cuda")
 
 
+def _make_scheduler(optimizer: torch.optim.Optimizer, params: dict[str, Any],
+                    steps_per_epoch: int) -> tuple[LRScheduler, bool]:
+    """The scheduler and whether it steps per batch (cosine) rather than per epoch (exponential)."""
+    if params["schedule"] == "exponential":
+        return ExponentialLR(optimizer, gamma=params["gamma"]), False
+    warmup = round(params["warmup_epochs"] * steps_per_epoch)
+    total = params["epochs"] * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return LambdaLR(optimizer, factor), True
+
+
+def _make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
+    # Batch-norm statistics are averaged with the weights, so the average is a usable model as is.
+    if decay == 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR,
         paths: RunPaths | None = None) -> dict[str, Any]:
     params = model_params(name, params_path)
@@ -156,11 +193,12 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
                                params["channels_last"])
 
     torch.manual_seed(params["seed"])
-    model = build_model(name, dropout=params["dropout"]).to(device)
+    model = build_model(name, dropout=params["dropout"], width=params["width"]).to(device)
     if params["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(model, params, device)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["gamma"])
+    scheduler, per_batch = _make_scheduler(optimizer, params, len(train_loader))
+    ema = _make_ema(model, params["ema_decay"])
     criterion = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
 
     state = _resumable(paths, fingerprint, params["epochs"])
@@ -170,32 +208,37 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         history, best = list(state["history"]), dict(state["best"])
     step_model = torch.compile(model) if params["compile"] and device.type == "cuda" else model
+    kept = model if ema is None else ema.module  # the weights that are validated and saved
 
-    plain = {"model": name, "dropout": float(params["dropout"]), "mean": mean, "std": std,
-             "params": params, "fingerprint": fingerprint}
+    plain = {"model": name, "dropout": float(params["dropout"]), "width": float(params["width"]),
+             "mean": mean, "std": std, "params": params, "fingerprint": fingerprint}
     for epoch in range(len(history) + 1, params["epochs"] + 1):
         started = time.perf_counter()
         torch.manual_seed(_epoch_seed(params["seed"], epoch))  # dropout's randomness
         lr = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_loader), desc=f"{name} epoch {epoch}/{params['epochs']}",
                   leave=False, disable=None) as progress:
-            train_loss, train_acc = train_one_epoch(step_model, train_loader, optimizer, criterion,
-                                                    _epoch_seed(params["seed"], epoch), precision, progress)
+            train_loss, train_acc = train_one_epoch(
+                step_model, train_loader, optimizer, criterion, _epoch_seed(params["seed"], epoch), precision,
+                progress, step_scheduler=scheduler if per_batch else None, ema=ema)
         train_seconds = time.perf_counter() - started
-        val_loss, val_acc = validate(step_model, valid_loader, criterion, precision)
-        scheduler.step()
+        val_loss, val_acc = validate(step_model if ema is None else kept, valid_loader, criterion, precision)
+        if not per_batch:
+            scheduler.step()
         history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
                         "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": float(f"{lr:.8g}"),
                         "seconds": round(time.perf_counter() - started, 3), "train_seconds": train_seconds})
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch}
-            save_checkpoint(paths.best, {**plain, "state_dict": model.state_dict(), "epoch": epoch,
+            save_checkpoint(paths.best, {**plain, "state_dict": kept.state_dict(), "epoch": epoch,
                                          "val_acc": val_acc})
-        save_checkpoint(paths.last, {**plain, "state_dict": model.state_dict(), "epoch": epoch,
-                                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                     "history": history, "best": best})
+        resume = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                  "history": history, "best": best, **({} if ema is None else {"ema": ema.state_dict()})}
+        save_checkpoint(paths.last, {**plain, "state_dict": model.state_dict(), "epoch": epoch, **resume})
         _write_curves(paths.curves, history)
         tqdm.write(f"{name} epoch {epoch:>3}/{params['epochs']}: train loss {train_loss:.4f} acc {train_acc:.4f}"
                    f" | val loss {val_loss:.4f} acc {val_acc:.4f} | lr {lr:.5f} | {history[-1]['seconds']:.1f}s "
