@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `++` because the model blocks do not list `epochs` until overridden.
 DEMO_OVERRIDES := -S ++basic.epochs=8 -S ++vgg.epochs=3
 
-.PHONY: venv demo test
+.PHONY: venv demo test fast lint
 
 venv: $(STAMP)
 
@@ -27,8 +27,15 @@ demo: $(STAMP)
 	mv .params.yaml.before-demo params.yaml; exit $$status
 	$(BIN)/dvc metrics show metrics/basic_train.json metrics/vgg_train.json
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 # pytest exits 5 when it collects nothing; that is a failure here, not a pass.
-test: $(STAMP)
+test: lint
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
+
+# The quick loop while editing: lint and every test but the end-to-end `slow` ones (about a minute).
+fast: lint
+	$(BIN)/python -m pytest -m "not slow"

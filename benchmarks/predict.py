@@ -7,6 +7,7 @@ the model already loaded (median of --runs after warm-up); plus one cold `fer pr
 Throughput: a folder of 140 faces (the real FER-2013 sample when ../shared/data is there, else
 synthetic faces), with --detector none and haar. Speed does not depend on what the weights
 learned, so an untrained checkpoint stands in when the model file does not exist.
+The torch and ONNX runs of each row take turns (common.interleaved), so both meet the same load.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,31 +23,31 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import onnxruntime
 import torch
 
-from fer import export, predict
-from fer.checkpoint import save_checkpoint
-from fer.faces import Detector, find_faces, make_detector
-from fer.models import build_model
-from provenance import cpu_name, git_commit
+from common import REPO, interleaved, machine
+from fer.models.checkpoint import save_checkpoint
+from fer.models.networks import build_model
+from fer.serving import export, predict
+from fer.serving.classifier import Classifier, load_classifier
+from fer.serving.faces import Detector, find_faces, make_detector
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "fer2013-images-sample"
 SCENE_FACE_SIDE = 160
 
 
-def machine() -> list[str]:
-    cpu, commit = cpu_name(), git_commit()
-    # Other processes' load skews CPU timings badly (OpenMP threads wait for descheduled peers).
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return [f"machine: {cpu}; {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0))} usable; "
+def describe(about: dict[str, Any]) -> list[str]:
+    """common.machine() as two header lines, plus what only this benchmark uses: threads, ORT, OpenCV."""
+    load = ", ".join(f"{value:.2f}" for value in about["load_average"])
+    return [f"machine: {about['cpu']}; {about['cores']} logical cores, {about['usable_cores']} usable; "
             f"torch threads {torch.get_num_threads()}; load average at the end {load}",
-            f"python {platform.python_version()}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
-            f"opencv {cv2.__version__}; git {commit}"]
+            f"python {about['python']}, torch {about['torch']}, onnxruntime {onnxruntime.__version__}, "
+            f"opencv {cv2.__version__}; git {about['commit']}"]
 
 
 def checkpoint_for(model: Path, folder: Path) -> tuple[Path, str]:
@@ -65,7 +64,7 @@ def face_images(folder: Path) -> tuple[list[Path], str]:
     """The 140 real sample faces, or 140 synthetic ones written as PNG when the sample is absent."""
     if SAMPLE.is_dir():
         return sorted(SAMPLE.rglob("*.jpg")), f"folder: {SAMPLE} (140 real 48x48 FER-2013 JPEGs)"
-    from fer.synth import generate
+    from fer.data.synth import generate
 
     faces, _ = generate(20, seed=0)
     paths = []
@@ -93,22 +92,21 @@ def scene(faces: list[Path], path: Path) -> Path:
     raise SystemExit("no face in the folder is detectable by Haar; cannot build the latency scene")
 
 
-def interleaved(actions: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per run of each action, the actions taking turns so that both backends meet the same
-    background load (on a shared machine it drifts within seconds)."""
-    for _ in range(warmup):
-        for action in actions.values():
-            action()
-    seconds: dict[str, list[float]] = {name: [] for name in actions}
-    for _ in range(runs):
-        for name, action in actions.items():
+def seconds_in_turns(actions: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per run of each action, the backends taking turns (common.interleaved) so that both meet
+    the same background load; the untimed warm-up rounds load lazily built kernels and caches."""
+    def stopwatch(action: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
             start = time.perf_counter()
             action()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
+            return time.perf_counter() - start
+        return run
+
+    interleaved(actions, warmup)
+    return interleaved({name: stopwatch(action) for name, action in actions.items()}, runs)
 
 
-def run_predict(sources: list[predict.Source], classifier: predict.Classifier, detector: Detector) -> int:
+def run_predict(sources: list[predict.Source], classifier: Classifier, detector: Detector) -> int:
     """Predict quietly (no progress bar) and return the number of faces classified."""
     with contextlib.redirect_stderr(io.StringIO()):
         results, _ = predict.predict_images(sources, classifier, detector)
@@ -137,14 +135,14 @@ def main() -> None:
         files, folder_note = face_images(folder)
         scene_path = scene(files, folder / "scene.jpg")
         backends = {"torch": checkpoint, "onnx": onnx_path}
-        classifiers = {name: predict.load_classifier(path) for name, path in backends.items()}
+        classifiers = {name: load_classifier(path) for name, path in backends.items()}
         sources = [predict.Source(path, Path(path.name)) for path in files]
         one = [predict.Source(scene_path, Path(scene_path.name))]
         detectors = {name: make_detector(name) for name in ("none", "haar")}
 
         rows = []
-        latency = interleaved({name: partial(run_predict, one, classifier, detectors["haar"])
-                               for name, classifier in classifiers.items()}, args.runs, warmup=5)
+        latency = seconds_in_turns({name: partial(run_predict, one, classifier, detectors["haar"])
+                                    for name, classifier in classifiers.items()}, args.runs, warmup=5)
         for name, seconds in latency.items():
             rows.append((f"1 image 640x480 + haar, {name}", f"median {statistics.median(seconds) * 1e3:.1f} ms",
                          f"p90 {np.quantile(seconds, 0.9) * 1e3:.1f} ms"))
@@ -153,14 +151,14 @@ def main() -> None:
                          "imports + model load + 1 image"))
         for detector in ("none", "haar"):
             faces = run_predict(sources, classifiers["torch"], detectors[detector])
-            passes = interleaved({name: partial(run_predict, sources, classifier, detectors[detector])
-                                  for name, classifier in classifiers.items()}, args.repeats, warmup=1)
+            passes = seconds_in_turns({name: partial(run_predict, sources, classifier, detectors[detector])
+                                       for name, classifier in classifiers.items()}, args.repeats, warmup=1)
             for name, seconds in passes.items():
                 median = statistics.median(seconds)
                 rows.append((f"folder, --detector {detector}, {name}", f"{len(sources) / median:.0f} images/s",
                              f"{faces} faces, {median:.2f} s per pass"))
 
-    print("\n".join(machine() + [model_note, folder_note, ""]))
+    print("\n".join(describe(machine()) + [model_note, folder_note, ""]))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -5,7 +5,7 @@
 On ../shared/data/fer2013/fer2013.csv.gz (35,887 rows; 94 MB gzip, 301 MB of text):
   split       pandas.read_csv, then `np.asarray(row.split(), np.uint8)` for every row
   fromstring  pandas.read_csv, then `np.fromstring(row, np.uint8, sep=" ")` for every row
-  ours        `fer.preprocess.run` into a temporary folder: decompress, parse, check every row,
+  ours        `fer.data.preprocess.run` into a temporary folder: decompress, parse, check every row,
               build the data report (duplicates included) and write the six .npy files
 Both baselines also cut their rows into the three splits, which is all they do: no checks, no
 report, no files. Each run is a fresh process, so its peak RSS (ru_maxrss) is its own; the clock
@@ -13,8 +13,8 @@ starts after imports. For the baselines the time is also given as read (pandas.r
 decompression included) and parse (the per-row loop alone). CPU seconds (all threads) are shown
 too: on a machine shared with other work they move less than wall-clock seconds.
 Targets: ours <= 1.5x fromstring, split >= 3x ours, ours' peak RSS <= 1 GB. With --repeats R the
-variants take R interleaved turns and each one's fastest run counts, as interference from other
-work on a shared machine only ever slows a run down.
+variants take R interleaved turns (common.interleaved: the order reversed every other turn) and each
+one's fastest run counts, as interference from other work on a shared machine only ever slows a run down.
 """
 
 from __future__ import annotations
@@ -23,19 +23,17 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from provenance import cpu_name, git_commit
+from common import REPO, interleaved, machine
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
 VARIANTS = ("split", "fromstring", "ours")
 TARGET_OURS_OVER_FROMSTRING = 1.5
@@ -74,8 +72,7 @@ def run_fromstring() -> dict[str, float]:
 
 
 def run_ours() -> dict[str, float]:
-    sys.path.insert(0, str(REPO / "src"))  # this checkout's code, installed or not
-    from fer import preprocess
+    from fer.data import preprocess  # this checkout's: common put its src/ first
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
@@ -106,13 +103,6 @@ def measure(variant: str) -> dict[str, float]:
 
 
 # --- the report ----------------------------------------------------------------------------------
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": cpu_name(), "cores": os.cpu_count(), "load_average": [round(load, 2) for load in os.getloadavg()],
-        "python": platform.python_version(), "commit": git_commit(),
-    }
-
 
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES TARGET"
@@ -161,12 +151,9 @@ def main() -> None:
         sys.exit(f"benchmarks/preprocess.py: {DATA} not found; this benchmark needs the real FER-2013 CSV "
                  "beside the project, at ../shared/data/fer2013/fer2013.csv.gz")
     about = machine()
-    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
-    for turn in range(args.repeats):
-        for variant in VARIANTS:
-            runs[variant].append(measure(variant))
-            seconds = runs[variant][-1]["seconds"]
-            print(f"turn {turn + 1}/{args.repeats}: {variant:<10} {seconds:6.2f} s", file=sys.stderr)
+    runs = interleaved({variant: partial(measure, variant) for variant in VARIANTS}, args.repeats,
+                       lambda turn, variant, run: print(f"turn {turn}/{args.repeats}: {variant:<10} "
+                                                        f"{run['seconds']:6.2f} s", file=sys.stderr))
     results = {variant: {**min(found, key=lambda run: run["seconds"]),
                          "peak_mb": max(run["peak_mb"] for run in found)} for variant, found in runs.items()}
     print(report(results, about, args.repeats))

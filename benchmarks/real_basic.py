@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,11 +20,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from fer.params import merge  # noqa: E402
-from provenance import cpu_name, git_commit  # noqa: E402
+from common import REPO, machine
+from fer.params import merge
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
 # The short budget: 15 epochs in bf16 autocast, with the lr decaying within that budget and the
 # light augmentation that suits so few epochs. Everything else is params.yaml as committed.
@@ -35,10 +32,6 @@ BUDGET = {
               "augment": {"rotate_degrees": 5, "erase_prob": 0.0}},
     "evaluate": {"device": "cpu"},
 }
-
-
-def machine() -> str:
-    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
 
 
 def write_params(workdir: Path, source: Path) -> None:
@@ -69,8 +62,9 @@ def main() -> int:
         ("evaluate", ["evaluate", "--models", "basic"]))}
     metrics = json.loads((workdir / "metrics" / "basic.json").read_text())
     train = json.loads((workdir / "metrics" / "basic_train.json").read_text())
+    about = machine()
     summary = {
-        "machine": machine(), "commit": git_commit(), "budget": BUDGET, "seconds": seconds,
+        "machine": about, "commit": about["commit"], "budget": BUDGET, "seconds": seconds,
         "best_epoch": train["best_epoch"], "train_images_per_second": train["train_images_per_second"],
         "public_test_accuracy": metrics["valid"]["accuracy"],
         "private_test_accuracy": metrics["test"]["accuracy"],

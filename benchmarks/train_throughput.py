@@ -1,11 +1,11 @@
 """Training throughput: our loader + step against the bare model step and a seed-style DataLoader.
 
-    PYTHONPATH=src python3 benchmarks/train_throughput.py [--models basic vgg] [--devices cpu cuda]
+    python3 benchmarks/train_throughput.py [--models basic vgg] [--devices cpu cuda]
         [--images K] [--batch-size B] [--workers N] [--repeats R] [--data DIR] [--json FILE]
 
 For each model and device (cpu always, cuda when torch sees one), in images per second:
-  a  ours: `fer.train.train_one_epoch` over the first K images of a `BatchLoader` epoch, with
-     params.yaml's augmentation, the model in channels_last and `_make_optimizer`'s SGD. The
+  a  ours: `fer.training.train.train_one_epoch` over the first K images of a `BatchLoader` epoch,
+     with params.yaml's augmentation, the model in channels_last and `_make_optimizer`'s SGD. The
      loader holds the whole training split, as in training, so batches are gathered from 66 MB
      rather than from a cache-sized subset.
   b  bare: forward + loss + backward + step repeated on one pre-made batch; the compute limit of a.
@@ -15,23 +15,22 @@ a/b shows what the loader and augmentation cost (same precision on both sides); 
 whole recipe gains. CPU runs a and b in fp32 and bf16 autocast, and a/c takes our best CPU setting
 (bf16 + channels_last); CUDA runs a and b in bf16, with the data resident on the GPU.
 Every pass is timed after a warm-up, and the variants take R short turns each (--repeats R), the
-order reversed every other round. The ratios are paired: in every round a runs right next to its
-b and near c, and a/b and a/c are the medians of the per-round ratios, with their range beside
-them; the img/s columns are per-variant medians. On the shared 2-core machines identical passes
-vary by up to 2x within minutes (one run drifted from 390 to 250 img/s), so a ratio of two
-figures taken apart in time measures the machine; passes next to each other share most of that drift.
+order reversed every other round (common.interleaved). The ratios are paired: in every round a
+runs right next to its b and near c, and a/b and a/c are the medians of the per-round ratios, with
+their range beside them; the img/s columns are per-variant medians. On the shared 2-core machines
+identical passes vary by up to 2x within minutes (one run drifted from 390 to 250 img/s), so a
+ratio of two figures taken apart in time measures the machine; passes next to each other share
+most of that drift.
 --json keeps every pass.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,18 +45,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-# The GPU machine has the dependencies but not our package: fall back to this checkout's sources.
-if importlib.util.find_spec("fer") is None:
-    sys.path.insert(0, str(REPO / "src"))
-
-from fer.errors import FerError  # noqa: E402
-from fer.loader import BatchLoader, load_split, normalize, train_statistics  # noqa: E402
-from fer.models import build_model  # noqa: E402
-from fer.params import model_params  # noqa: E402
-from fer.runtime import autocast, set_cpu_threads  # noqa: E402
-from fer.train import _make_optimizer, train_one_epoch  # noqa: E402
-from provenance import cpu_name, git_commit  # noqa: E402
+from common import REPO, interleaved, machine
+from fer.data.arrays import load_split
+from fer.errors import FerError
+from fer.models.inputs import normalize, train_statistics
+from fer.models.networks import build_model
+from fer.params import model_params
+from fer.runtime import set_cpu_threads
+from fer.training.loader import BatchLoader
+from fer.training.train import _make_optimizer, train_one_epoch
 
 PARAMS = REPO / "params.yaml"
 MODELS = ("basic", "vgg")
@@ -107,16 +103,9 @@ class Row:
 # --- what ran where ---------------------------------------------------------------------------
 
 def machine_info() -> dict[str, Any]:
-    return {
-        "cpu": cpu_name(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "commit": git_commit(),
-    }
+    """common.machine() plus what decides training speed here: torch's CPU threads and the GPU."""
+    return {**machine(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 # --- timing -----------------------------------------------------------------------------------
@@ -212,7 +201,7 @@ def prepare_bare(setup: Setup, precision: str) -> TimedPass:
 
     def steps(n: int) -> int:
         for _ in range(n):
-            with autocast(setup.device, precision):
+            with torch.autocast(setup.device.type, torch.bfloat16, enabled=precision == "bf16"):
                 loss = criterion(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -303,17 +292,6 @@ def default_workers(device: torch.device) -> int:
     return CPU_WORKERS if device.type == "cpu" else min(8, len(os.sched_getaffinity(0)))
 
 
-def run_rounds(tag: str, passes: dict[str, TimedPass], repeats: int) -> dict[str, list[float]]:
-    """Every pass once per round, the order reversed every other round so no variant always goes first."""
-    samples: dict[str, list[float]] = {name: [] for name in passes}
-    for round_number in range(1, repeats + 1):
-        order = list(passes) if round_number % 2 else list(reversed(passes))
-        for name in order:
-            log(f"{tag}: round {round_number}/{repeats}, {name} ...")
-            samples[name].append(passes[name]())
-    return samples
-
-
 def benchmark(setup: Setup, workers: int, repeats: int) -> tuple[list[Row], dict[str, list[float]]]:
     """All rows of one model on one device, plus every pass's img/s by variant."""
     tag = f"{setup.model_name}/{setup.device.type}"
@@ -324,7 +302,8 @@ def benchmark(setup: Setup, workers: int, repeats: int) -> tuple[list[Row], dict
         passes[f"ours {precision}"] = prepare_ours(setup, precision)
         passes[f"bare {precision}"] = prepare_bare(setup, precision)
     passes["seed"] = prepare_seed_style(setup, workers)
-    samples = run_rounds(tag, passes, repeats)
+    samples = interleaved(passes, repeats, lambda round_number, name, speed: log(
+        f"{tag}: round {round_number}/{repeats}, {name}: {speed:.0f} img/s"))
     rows = []
     for precision in precisions_for(setup.device):
         ours, bare = samples[f"ours {precision}"], samples[f"bare {precision}"]
@@ -353,20 +332,21 @@ def table(rows: list[Row], loader_alone: list[float], workers: int, repeats: int
         lines.append(f"{row.model:<6} {row.device:<6} {row.precision:<5} {row.images:>6} {row.ours:7.0f} "
                      f"{row.bare:7.0f} {seed}  {str(row.a_over_b):<17} "
                      f"{verdict(row.a_over_b, TARGET_A_OVER_B[row.device]):<12}  {a_over_c:<17} {c_target:<12}")
-    lines.append(f"  loader alone (BatchLoader + augment_batch, no model): {statistics.median(loader_alone):.0f} img/s; "
+    alone = statistics.median(loader_alone)
+    lines.append(f"  loader alone (BatchLoader + augment_batch, no model): {alone:.0f} img/s; "
                  f"c uses num_workers={workers}; {repeats} round(s) after a warm-up")
     return lines
 
 
-def legend(machine: dict[str, Any], data: Path, train_size: int) -> list[str]:
-    gpu = machine["gpu"] or "none"
+def legend(about: dict[str, Any], data: Path, train_size: int) -> list[str]:
+    gpu = about["gpu"] or "none"
     return [
-        f"machine: {machine['cpu']}; {machine['logical_cores']} logical cores, {machine['usable_cores']} usable,"
-        f" torch threads {machine['torch_threads']}; GPU: {gpu}",
-        f"torch {machine['torch']}, python {machine['python']}, git {machine['commit']}",
+        f"machine: {about['cpu']}; {about['cores']} logical cores, {about['usable_cores']} usable,"
+        f" torch threads {about['torch_threads']}; GPU: {gpu}",
+        f"torch {about['torch']}, python {about['python']}, git {about['commit']}",
         f"data: {data} ({train_size} training images; each run uses the first K)",
-        "a = ours: fer.train.train_one_epoch over the first K images of an epoch of a whole-split BatchLoader,"
-        " params.yaml's augmentation, channels_last",
+        "a = ours: fer.training.train.train_one_epoch over the first K images of an epoch of a whole-split"
+        " BatchLoader, params.yaml's augmentation, channels_last",
         "b = bare: the same model/optimizer/precision/channels_last step repeated on one pre-made batch",
         "c = seed style: per-sample Dataset (pad-4 crop, flip, normalise) + DataLoader(shuffle=True,"
         " num_workers=N, persistent), fp32, NCHW; lighter augmentation than ours (no rotation, no erasing)",
@@ -391,7 +371,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help=f"DataLoader workers for c (default: {CPU_WORKERS} on CPU, min(8, cores) on CUDA)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help=f"timed passes per variant, the fastest counts (default: {DEFAULT_REPEATS})")
+                        help=f"timed passes (rounds) per variant; medians count (default: {DEFAULT_REPEATS})")
     parser.add_argument("--data", type=Path, default=Path("data/processed"),
                         help="folder with train_images.npy and train_labels.npy (default: data/processed)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results here")
@@ -418,9 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = load_train(args.data)
     # The statistics of the whole split, as `fer.train.run` computes them.
     mean, std = train_statistics(images)
-    machine = machine_info()
+    about = machine_info()
     results: list[dict[str, Any]] = []
-    lines = legend(machine, args.data, len(images))
+    lines = legend(about, args.data, len(images))
     print("\n".join(lines), flush=True)
     for device_name in args.devices:
         device = torch.device(device_name)
@@ -439,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                          "repeats": repeats, "passes": samples} for row in rows]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine, "results": results, "report": lines}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"machine": about, "results": results, "report": lines}, indent=2) + "\n")
     return 0
 
 

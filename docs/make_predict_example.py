@@ -1,11 +1,14 @@
 """Build docs/predict-example.png: synthetic faces (fer.synth) pasted into a scene, then `fer predict --annotate`."""
 import sys
 from pathlib import Path
-import cv2, numpy as np
-from fer.synth import generate
-from fer.emotions import EMOTIONS
-from fer.faces import haar_detector
+
+import cv2
+import numpy as np
+
 from fer.cli import main
+from fer.data.synth import generate
+from fer.emotions import EMOTIONS
+from fer.serving.faces import haar_detector
 
 model, out = sys.argv[1], Path(sys.argv[2])
 faces, labels = generate(8, seed=7)
@@ -21,10 +24,12 @@ for name in wanted:
         if EMOTIONS[label] != name:
             continue
         big = cv2.resize(face, (150, 150), interpolation=cv2.INTER_CUBIC)
-        patch = np.full((230, 230), 128, np.uint8); patch[40:190, 40:190] = big
+        patch = np.full((230, 230), 128, np.uint8)
+        patch[40:190, 40:190] = big
         if len(detect(patch)) == 1:
             x, y, side = next(spot)
-            scene[y:y + side, x:x + side] = cv2.cvtColor(cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
+            resized = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+            scene[y:y + side, x:x + side] = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
             print(name, "at", (x, y, side))
             break
 cv2.imwrite(str(out / "scene.png"), scene)

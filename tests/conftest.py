@@ -1,9 +1,15 @@
-"""Shared by the tests: where the real FER-2013 data sits, and a marker that skips without it."""
+"""Shared by the tests: where the real FER-2013 data sits, a marker that skips without it, and the
+small hand-made datasets (CSV rows, image folders, arrays) that several test modules build."""
 
+import gzip
 import subprocess
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+
+from fer.emotions import EMOTIONS, IMAGE_SIZE
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -17,3 +23,93 @@ def committed_params_text() -> str:
     """params.yaml as committed, so tests do not depend on a user's local experiments with it."""
     shown = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
     return shown.stdout if shown.returncode == 0 else (REPO / "params.yaml").read_text()
+
+
+# Seven rows with mixed usages, so file order within a split is tested too.
+USAGES = ("Training", "PublicTest", "Training", "PrivateTest", "Training", "PrivateTest", "PublicTest")
+LABELS = (3, 0, 6, 1, 4, 5, 2)
+
+
+def sample_images(count: int = len(USAGES), seed: int = 0) -> np.ndarray:
+    images = np.random.default_rng(seed).integers(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    images[0, 0, :3] = (0, 255, 7)  # the extremes and a one-digit value, in every sample
+    return images
+
+
+def pixel_text(image: np.ndarray) -> str:
+    return " ".join(map(str, image.ravel().tolist()))
+
+
+def csv_lines(images: np.ndarray, order: tuple[str, ...] = ("emotion", "pixels", "Usage"),
+              quote: bool = False) -> list[str]:
+    lines = [",".join(order)]
+    for image, label, usage in zip(images, LABELS, USAGES):
+        pixels = f'"{pixel_text(image)}"' if quote else pixel_text(image)
+        fields = {"emotion": str(label), "pixels": pixels, "Usage": usage}
+        lines.append(",".join(fields[name] for name in order))
+    return lines
+
+
+def write_csv(path: Path, lines: list[str], newline: str = "\n", end: str = "\n", prefix: bytes = b"") -> Path:
+    data = prefix + (newline.join(lines) + end).encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def good_csv(folder: Path, name: str = "fer2013.csv", images: np.ndarray | None = None) -> Path:
+    return write_csv(folder / name, csv_lines(sample_images() if images is None else images))
+
+
+def gray_image(value: int, size: int = IMAGE_SIZE) -> np.ndarray:
+    image = np.full((size, size), value, np.uint8)
+    image[::7, ::5] = 255 - value  # some texture, so no image is constant
+    return image
+
+
+def make_folder(root: Path, files: dict[str, np.ndarray | bytes]) -> Path:
+    """Write images (PNG or JPEG by extension) or raw bytes at paths relative to root."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            assert cv2.imwrite(str(path), content)
+    return root
+
+
+def prefixed_folder(root: Path) -> Path:
+    files = {}
+    for label, emotion in enumerate(EMOTIONS):
+        folder = emotion.lower()
+        files[f"train/{folder}/Training_{label}1.png"] = gray_image(10 * label)
+        files[f"train/{folder}/Training_{label}0.png"] = gray_image(10 * label + 1)
+        files[f"test/{folder}/PublicTest_{label}.png"] = gray_image(10 * label + 2)
+        files[f"test/{folder}/PrivateTest_{label}.png"] = gray_image(10 * label + 3)
+    return make_folder(root, files)
+
+
+def write_arrays(folder: Path, sizes: dict[str, int], seed: int = 0) -> None:
+    """Small learnable arrays: each class is a bright square at its own position, plus noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in sizes.items():
+        labels = rng.integers(0, 7, count).astype(np.int64)
+        images = rng.integers(0, 90, (count, 48, 48)).astype(np.uint8)
+        for index, label in enumerate(labels):
+            images[index, 4 + 5 * label: 12 + 5 * label, 10:30] = 220
+        np.save(folder / f"{split}_images.npy", images)
+        np.save(folder / f"{split}_labels.npy", labels)
+
+
+def write_untrained_checkpoint(path: Path, model: str = "basic", seed: int = 0) -> Path:
+    """An untrained network: its seeded He-initialised weights give spread, repeatable outputs."""
+    import torch
+
+    from fer.models.checkpoint import save_checkpoint
+    from fer.models.networks import build_model
+
+    torch.manual_seed(seed)
+    save_checkpoint(path, {"model": model, "dropout": 0.0, "state_dict": build_model(model).state_dict(),
+                           "mean": 0.5, "std": 0.25})
+    return path

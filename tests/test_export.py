@@ -12,11 +12,11 @@ import onnxruntime
 import pytest
 import torch
 
-from fer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from fer.cli import main
 from fer.emotions import EMOTIONS
-from fer.export import INPUT_NAME, OUTPUT_NAME
-from fer.models import build_model
+from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from fer.models.networks import build_model
+from fer.serving.classifier import INPUT_NAME, OUTPUT_NAME
 
 
 def _randomise_batch_norm(model: torch.nn.Module, generator: torch.Generator) -> None:

@@ -90,8 +90,9 @@ def read_scores(repo: Path) -> dict[str, dict[str, float]]:
 
 def test_every_output_exists(pipeline_repo: Path) -> None:
     expected = ["data/synthetic/fer2013.csv", "data/processed/train_images.npy", "metrics/data.json",
-                "models/basic/best.pt", "models/vgg/last.pt", "plots/basic/train_curves.csv",
-                "plots/vgg/confusion.csv", "metrics/basic_train.json", "metrics/vgg.json",
+                "data/processed/data.json", "models/basic/best.pt", "models/vgg/last.pt",
+                "models/vgg/train_summary.json", "plots/basic/train_curves.csv", "plots/vgg/confusion.csv",
+                "plots/basic/f1.csv", "metrics/basic_train.json", "metrics/vgg.json", "reports/vgg.json",
                 "plots/figures/curves.png", "plots/figures/confusion_vgg.png", "plots/figures/f1_per_class.png",
                 "dvc.lock"]
     missing = [path for path in expected if not (pipeline_repo / path).exists()]
@@ -125,6 +126,48 @@ def test_dvc_metrics_and_plots_commands_work(pipeline_repo: Path, tmp_path: Path
     dvc(pipeline_repo, "plots", "show", "-o", str(tmp_path / "html"))
     html = (tmp_path / "html" / "index.html").read_text()
     assert "Confusion on PrivateTest" in html and "Loss (train vs valid)" in html
+    assert "Per-class F1 on PrivateTest" in html
+
+
+def test_dvc_exp_show_has_at_most_40_metric_columns(pipeline_repo: Path) -> None:
+    """`dvc exp show` has one column per leaf of every metrics file."""
+    columns = []
+    for path in sorted((pipeline_repo / "metrics").glob("*.json")):
+        columns += flatten(json.loads(path.read_text()), f"{path.relative_to(pipeline_repo)}:")
+    assert 30 <= len(columns) <= 40, columns
+
+
+def flatten(tree: dict, prefix: str) -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        keys += flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys
+
+
+def status_after_editing(repo: Path, module: str) -> set[str]:
+    """The stages `dvc status` calls changed after appending a comment to one module."""
+    path = repo / "src" / "fer" / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit that changes no behaviour\n")
+    try:
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        shown = subprocess.run([str(BIN / "dvc"), "status", "--json"], cwd=repo, env=env, capture_output=True,
+                               text=True, check=True)
+    finally:
+        path.write_text(original)
+    return {name.split(":")[-1] for name in json.loads(shown.stdout)}
+
+
+def test_editing_face_detection_reruns_no_pipeline_stage(pipeline_repo: Path) -> None:
+    assert status_after_editing(pipeline_repo, "serving/faces.py") == set()
+
+
+def test_editing_training_reruns_training_but_not_evaluation(pipeline_repo: Path) -> None:
+    assert status_after_editing(pipeline_repo, "training/train.py") == {"train_basic", "train_vgg"}
+
+
+def test_editing_image_reading_reruns_preprocess(pipeline_repo: Path) -> None:
+    assert "preprocess" in status_after_editing(pipeline_repo, "imaging.py")
 
 
 def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path, tmp_path: Path) -> None:

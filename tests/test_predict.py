@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, requires_shared_data
-from fer.checkpoint import save_checkpoint
 from fer.cli import main
 from fer.emotions import EMOTIONS
-from fer.faces import BadImage, haar_detector, image_size, read_image
-from fer.models import build_model
+from fer.imaging import BadImage, image_size, read_image
+from fer.models.checkpoint import save_checkpoint
+from fer.models.networks import build_model
+from fer.serving.faces import haar_detector
 
 SAMPLE = SHARED_DATA / "fer2013-images-sample"
 

@@ -15,13 +15,23 @@ import numpy as np
 import pytest
 import yaml
 
-from fer import preprocess, synth
+from conftest import (
+    LABELS,
+    USAGES,
+    csv_lines,
+    good_csv,
+    gray_image,
+    make_folder,
+    pixel_text,
+    prefixed_folder,
+    sample_images,
+    write_csv,
+)
 from fer.cli import main
+from fer.data import preprocess, synth
+from fer.data.reading import Dataset, read_csv
 from fer.emotions import EMOTIONS, SPLITS
 from fer.errors import FerError
-from fer.reading import Dataset, read_csv
-from test_reading import (LABELS, USAGES, csv_lines, good_csv, gray_image, make_folder, pixel_text, prefixed_folder,
-                          sample_images, write_csv)
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = sorted(preprocess.OUTPUT_FILES)
@@ -63,16 +73,20 @@ def test_default_paths_and_source_override(tmp_path: Path, monkeypatch: pytest.M
     params = write_params(tmp_path, "missing.csv")
     other = good_csv(tmp_path, "other.csv.gz")
     preprocess.run(params, source=str(other), out=None)
-    assert entries(tmp_path / "data" / "processed") == OUTPUTS
-    report = json.loads((tmp_path / "metrics" / "data.json").read_text())
+    assert entries(tmp_path / "data" / "processed") == sorted([*OUTPUTS, "data.json"])
+    report = json.loads((tmp_path / "data" / "processed" / "data.json").read_text())
     assert report["source"] == str(other) and report["images"] == len(USAGES)
+    # The DVC metric holds the report's totals only, so `dvc exp show` stays readable.
+    totals = json.loads((tmp_path / "metrics" / "data.json").read_text())
+    assert totals == {"images": len(USAGES), "repeats_within_splits": 0, "shared_across_splits": 0,
+                      "constant_images": 0}
 
 
 def test_source_comes_from_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     good_csv(tmp_path, "fer2013.csv")
     preprocess.run(write_params(tmp_path, "fer2013.csv"), source=None, out=None)
-    assert json.loads(Path("metrics/data.json").read_text())["source"] == "fer2013.csv"
+    assert json.loads(Path("data/processed/data.json").read_text())["source"] == "fer2013.csv"
 
 
 # --- the data report -------------------------------------------------------------------------------
@@ -229,7 +243,7 @@ def test_default_report_and_arrays_are_replaced_together(tmp_path: Path, monkeyp
     params = write_params(tmp_path, good_csv(tmp_path))
     preprocess.run(params, source=None, out=None)
     preprocess.run(params, source=str(good_csv(tmp_path, "other.csv", sample_images(seed=1))), out=None)
-    assert json.loads(Path("metrics/data.json").read_text())["source"] == str(tmp_path / "other.csv")
+    assert json.loads(Path("data/processed/data.json").read_text())["source"] == str(tmp_path / "other.csv")
     assert np.array_equal(np.load("data/processed/train_images.npy"), sample_images(seed=1)[[0, 2, 4]])
     assert entries(Path("data")) == ["processed"] and entries(Path("metrics")) == ["data.json"]
 
@@ -276,9 +290,11 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("content", [b"not an image at all", b"\xff\xd8\xff\xe0 a JPEG that stops here"])
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"not an image at all", "not an image (not JPEG, PNG, BMP, WebP or TIFF)"),
+    (b"\xff\xd8\xff\xe0 a JPEG that stops here", "truncated JPEG (no image data)")])
 def test_cli_undecodable_image_is_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[str],
-                                           content: bytes) -> None:
+                                           content: bytes, reason: str) -> None:
     root = prefixed_folder(tmp_path / "faces")
     (root / "train" / "sad" / "Training_9.jpg").write_bytes(content)  # a truncated JPEG or none
     code = main(["preprocess", "--params", str(write_params(tmp_path)), "--source", str(root),
@@ -286,7 +302,7 @@ def test_cli_undecodable_image_is_one_line(tmp_path: Path, capfd: pytest.Capture
     captured = capfd.readouterr()  # file descriptors too: OpenCV's own warnings would show here
     assert code == 2
     image = root / "train" / "sad" / "Training_9.jpg"
-    assert captured.err == f"fer: error: {image}: cannot decode this file as an image\n"
+    assert captured.err == f"fer: error: {image}: {reason}\n"
 
 
 # --- the synthetic set, through the parser and through DVC ---------------------------------------

@@ -11,46 +11,34 @@ import cv2
 import numpy as np
 import pytest
 
-from fer import reading
+from conftest import (
+    LABELS,
+    USAGES,
+    csv_lines,
+    good_csv,
+    gray_image,
+    make_folder,
+    prefixed_folder,
+    sample_images,
+    write_csv,
+)
+from fer.data import reading
+from fer.data.reading import read_csv, read_folder, read_source
 from fer.emotions import EMOTIONS, IMAGE_SIZE, SPLITS
 from fer.errors import FerError
-from fer.reading import read_csv, read_folder, read_source
 
-# Seven rows with mixed usages, so file order within a split is tested too.
-USAGES = ("Training", "PublicTest", "Training", "PrivateTest", "Training", "PrivateTest", "PublicTest")
-LABELS = (3, 0, 6, 1, 4, 5, 2)
 USAGE_SPLIT = {"Training": "train", "PublicTest": "valid", "PrivateTest": "test"}
 HEADER = "emotion,pixels,Usage"
 
 
-def sample_images(count: int = len(USAGES), seed: int = 0) -> np.ndarray:
-    images = np.random.default_rng(seed).integers(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    images[0, 0, :3] = (0, 255, 7)  # the extremes and a one-digit value, in every sample
-    return images
 
 
-def pixel_text(image: np.ndarray) -> str:
-    return " ".join(map(str, image.ravel().tolist()))
 
 
-def csv_lines(images: np.ndarray, order: tuple[str, ...] = ("emotion", "pixels", "Usage"),
-              quote: bool = False) -> list[str]:
-    lines = [",".join(order)]
-    for image, label, usage in zip(images, LABELS, USAGES):
-        pixels = f'"{pixel_text(image)}"' if quote else pixel_text(image)
-        fields = {"emotion": str(label), "pixels": pixels, "Usage": usage}
-        lines.append(",".join(fields[name] for name in order))
-    return lines
 
 
-def write_csv(path: Path, lines: list[str], newline: str = "\n", end: str = "\n", prefix: bytes = b"") -> Path:
-    data = prefix + (newline.join(lines) + end).encode()
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
 
 
-def good_csv(folder: Path, name: str = "fer2013.csv", images: np.ndarray | None = None) -> Path:
-    return write_csv(folder / name, csv_lines(sample_images() if images is None else images))
 
 
 def assert_matches_sample(data: reading.Dataset, images: np.ndarray | None = None) -> None:
@@ -290,33 +278,10 @@ def test_the_first_bad_line_is_reported(tmp_path: Path) -> None:
 
 # --- image folders -------------------------------------------------------------------------------
 
-def gray_image(value: int, size: int = IMAGE_SIZE) -> np.ndarray:
-    image = np.full((size, size), value, np.uint8)
-    image[::7, ::5] = 255 - value  # some texture, so no image is constant
-    return image
 
 
-def make_folder(root: Path, files: dict[str, np.ndarray | bytes]) -> Path:
-    """Write images (PNG or JPEG by extension) or raw bytes at paths relative to root."""
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            assert cv2.imwrite(str(path), content)
-    return root
 
 
-def prefixed_folder(root: Path) -> Path:
-    files = {}
-    for label, emotion in enumerate(EMOTIONS):
-        folder = emotion.lower()
-        files[f"train/{folder}/Training_{label}1.png"] = gray_image(10 * label)
-        files[f"train/{folder}/Training_{label}0.png"] = gray_image(10 * label + 1)
-        files[f"test/{folder}/PublicTest_{label}.png"] = gray_image(10 * label + 2)
-        files[f"test/{folder}/PrivateTest_{label}.png"] = gray_image(10 * label + 3)
-    return make_folder(root, files)
 
 
 def test_folder_with_split_prefixes(tmp_path: Path) -> None:
@@ -387,7 +352,7 @@ def test_other_images_are_converted_and_counted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("height", "width"), [(30, 100), (100, 30), (20, 20), (60, 200)])
 def test_folder_images_are_resized_like_predicted_faces(tmp_path: Path, height: int, width: int) -> None:
     """One rule for both: area averaging only when no side grows, bilinear otherwise."""
-    from fer.faces import find_faces, whole_image
+    from fer.serving.faces import find_faces, whole_image
 
     image = np.random.default_rng(height).integers(0, 256, (height, width), dtype=np.uint8)
     root = make_folder(prefixed_folder(tmp_path / "faces"), {"train/sad/Training_99.png": image})
@@ -414,11 +379,15 @@ def test_hidden_files_are_skipped(tmp_path: Path) -> None:
     assert len(read_folder(root, 0.1, 0).labels["train"]) == 14
 
 
-@pytest.mark.parametrize(("name", "content"), [("train/fear/Training_5.jpg", b"not an image at all"),
-                                               ("test/happy/PublicTest_9.png", b"")])
-def test_undecodable_image(tmp_path: Path, name: str, content: bytes) -> None:
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("train/fear/Training_5.jpg", b"not an image at all", "not an image"),
+    ("test/happy/PublicTest_9.png", b"", "empty file"),
+    ("train/sad/Training_7.png", b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR" + (100_000).to_bytes(4, "big") * 2,
+     "header says 100000x100000 pixels, over the 50-megapixel limit")])
+def test_undecodable_image(tmp_path: Path, name: str, content: bytes, reason: str) -> None:
+    """Folders are read through the same checks as `fer predict`: header, size and pixel limit."""
     root = make_folder(prefixed_folder(tmp_path / "faces"), {name: content})
-    assert f"{root / name}: cannot decode this file as an image" in rejection(root)
+    assert f"{root / name}: {reason}" in rejection(root)
 
 
 def test_unknown_class_folder(tmp_path: Path) -> None:
@@ -447,7 +416,7 @@ def test_folder_without_test(tmp_path: Path) -> None:
 # emotion 0-6 and a Usage name, each with optional spaces and quotes around it; the pixels field,
 # optionally in one pair of quotes, holding exactly 2304 integers 0-255 of 1-3 digits each,
 # separated by single spaces. Commas always separate fields (quotes do not protect them).
-PIXELS_FIELD = re.compile(r"[0-9]{1,3}(?: [0-9]{1,3}){%d}" % (IMAGE_SIZE * IMAGE_SIZE - 1))
+PIXELS_FIELD = re.compile(rf"[0-9]{{1,3}}(?: [0-9]{{1,3}}){{{IMAGE_SIZE * IMAGE_SIZE - 1}}}")
 
 
 def reference_row(line: str) -> tuple[str, int, list[int]] | None:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, requires_shared_data
-from fer import preprocess
 from fer.cli import main
+from fer.data import preprocess
+from fer.data.reading import read_folder
 from fer.emotions import EMOTIONS, SPLITS
-from fer.reading import read_folder
 
 pytestmark = requires_shared_data
 

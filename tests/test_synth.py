@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import RidgeClassifier
 
-from fer import synth
 from fer.cli import main
+from fer.data import synth
 from fer.emotions import IMAGE_SIZE, NUM_CLASSES, PIXELS_PER_IMAGE
 from fer.errors import FerError
 
@@ -114,7 +114,7 @@ def test_run_writes_the_kaggle_layout(tmp_path: Path) -> None:
         "Training": 3 * NUM_CLASSES, "PublicTest": 2 * NUM_CLASSES, "PrivateTest": 1 * NUM_CLASSES}
     for emotion, pixels, _ in rows:
         values = [int(text) for text in pixels.split(" ")]
-        assert len(values) == PIXELS_PER_IMAGE and 0 <= min(values) and max(values) <= 255
+        assert len(values) == PIXELS_PER_IMAGE and min(values) >= 0 and max(values) <= 255
         assert 0 <= int(emotion) < NUM_CLASSES
 
 

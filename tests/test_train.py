@@ -9,33 +9,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
-from fer import train
-from fer.checkpoint import load_checkpoint
+from conftest import committed_params_text, write_arrays
 from fer.cli import main
 from fer.errors import FerError
-
-from conftest import committed_params_text
+from fer.models.checkpoint import load_checkpoint
+from fer.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = ("seconds",)
 
 
-def write_arrays(folder: Path, sizes: dict[str, int], seed: int = 0) -> None:
-    """Small learnable arrays: each class is a bright square at its own position, plus noise."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, count in sizes.items():
-        labels = rng.integers(0, 7, count).astype(np.int64)
-        images = rng.integers(0, 90, (count, 48, 48)).astype(np.uint8)
-        for index, label in enumerate(labels):
-            images[index, 4 + 5 * label: 12 + 5 * label, 10:30] = 220
-        np.save(folder / f"{split}_images.npy", images)
-        np.save(folder / f"{split}_labels.npy", labels)
 
 
 def write_params(path: Path, **train_overrides) -> Path:

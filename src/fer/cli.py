@@ -7,57 +7,67 @@ for importing torch. Every `FerError` becomes one line on stderr and exit status
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from fer.choices import DETECTORS, MODEL_NAMES, SHIPPED_MODELS, TTA_MODES
 from fer.errors import FerError
-from fer.params import DEFAULT_PARAMS, MODEL_NAMES
+from fer.layout import DATA_DIR
+from fer.params import DEFAULT_PARAMS
+
+# The module each subcommand runs; imported only when that subcommand runs.
+COMMAND_MODULES: dict[str, str] = {
+    "synth": "fer.data.synth",
+    "preprocess": "fer.data.preprocess",
+    "train": "fer.training.train",
+    "evaluate": "fer.evaluation.evaluate",
+    "evaluate --data": "fer.evaluation.transfer",
+    "calibrate": "fer.evaluation.calibration",
+    "predict": "fer.serving.predict",
+    "export": "fer.serving.export",
+}
+
+
+def _run_module(command: str, **options: Any) -> int:
+    """Call the subcommand's module's `run`; its exit status is its return value, or 0."""
+    status = importlib.import_module(COMMAND_MODULES[command]).run(**options)
+    return status if isinstance(status, int) else 0
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from fer import synth
-
-    synth.run(params_path=args.params, out=args.out, grid=args.grid)
-    return 0
+    return _run_module("synth", params_path=args.params, out=args.out, grid=args.grid)
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from fer import preprocess
-
-    preprocess.run(params_path=args.params, source=args.source, out=args.out)
-    return 0
+    return _run_module("preprocess", params_path=args.params, source=args.source, out=args.out)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fer import train
-
-    train.run(args.model, params_path=args.params)
-    return 0
+    return _run_module("train", name=args.model, params_path=args.params)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from fer import evaluate
+    if args.data is not None:
+        return _run_module("evaluate --data", data=args.data, model=args.model, split=args.split,
+                           json_out=args.json, tta=args.tta)
+    return _run_module("evaluate", params_path=args.params, models=args.models)
 
-    evaluate.run(params_path=args.params, models=args.models)
-    return 0
+
+def _calibrate(args: argparse.Namespace) -> int:
+    return _run_module("calibrate", checkpoint=args.checkpoint, out=args.out, data_dir=args.data, half=args.half)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from fer import predict
-
-    return predict.run(
-        paths=args.paths, model=args.model, detector=args.detector, json_out=args.json,
-        annotate=args.annotate, tta=args.tta, batch_size=args.batch_size,
-    )
+    return _run_module("predict", paths=args.paths, model=args.model, detector=args.detector, json_out=args.json,
+                       annotate=args.annotate, tta=args.tta, batch_size=args.batch_size)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fer import export
-
-    export.run(model=args.model, onnx_path=args.onnx)
-    return 0
+    return _run_module("export", model=args.model, onnx_path=args.onnx)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,21 +93,38 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", _train, "train one model and write its checkpoints, curves and metrics")
     train.add_argument("model", choices=MODEL_NAMES)
 
-    evaluate = command("evaluate", _evaluate, "score each best.pt on valid and test, write metrics and plots")
-    evaluate.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    evaluate = command("evaluate", _evaluate, "score each best.pt on valid and test, write metrics and plots; "
+                       "with --data, score one model on any labelled data")
+    evaluate.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
+                          help="the pipeline's models to score (without --data)")
+    evaluate.add_argument("--data", type=Path, metavar="PATH",
+                          help="a FER-2013 CSV (.csv or .csv.gz) or a folder of class folders (angry/, happy/, ...)")
+    evaluate.add_argument("--model", default=SHIPPED_MODELS[0], metavar="M",
+                          help=f"with --data: a shipped model ({', '.join(SHIPPED_MODELS)}), checkpoint or .onnx")
+    evaluate.add_argument("--split", help="with a CSV: only the rows of this split (PrivateTest, PublicTest, ...)")
+    evaluate.add_argument("--json", metavar="FILE", help="with --data: also write the results as JSON")
+    evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="with --data: test-time augmentation")
+
+    calibrate = command("calibrate", _calibrate, "fit a temperature on PublicTest and store it with the weights",
+                        params=False)
+    calibrate.add_argument("checkpoint", type=Path, help="a checkpoint such as models/vgg/best.pt")
+    calibrate.add_argument("--out", type=Path, required=True, help="the calibrated checkpoint to write")
+    calibrate.add_argument("--data", type=Path, default=DATA_DIR, help="folder of the split arrays (valid_* is used)")
+    calibrate.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
 
     predict = command("predict", _predict, "classify the faces in images or folders", params=False)
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
-    predict.add_argument("--model", default="models/vgg/best.pt", help="a .pt checkpoint or an .onnx model")
-    predict.add_argument("--detector", choices=("haar", "none"), default="haar",
+    predict.add_argument("--model", default=SHIPPED_MODELS[0],
+                         help=f"a shipped model ({', '.join(SHIPPED_MODELS)}), a .pt checkpoint or an .onnx model")
+    predict.add_argument("--detector", choices=DETECTORS, default="haar",
                          help="'none' treats each image as one pre-cropped face")
     predict.add_argument("--json", metavar="FILE", help="write JSON results to FILE, or '-' for stdout")
     predict.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels")
-    predict.add_argument("--tta", choices=("none", "flip", "tencrop"), default="none")
+    predict.add_argument("--tta", choices=TTA_MODES, default="none")
     predict.add_argument("--batch-size", type=int, default=256)
 
     export = command("export", _export, "export a checkpoint to ONNX with a dynamic batch size", params=False)
-    export.add_argument("--model", default="models/vgg/best.pt", help="checkpoint to export")
+    export.add_argument("--model", default=SHIPPED_MODELS[0], help="a shipped model's name or a checkpoint")
     export.add_argument("--onnx", required=True, type=Path, help="ONNX file to write")
     return parser
 

@@ -2,6 +2,10 @@
 
 EMOTIONS: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 NUM_CLASSES = len(EMOTIONS)
+# Folder names a labelled image folder may use for each emotion, lower case, in EMOTIONS order.
+EMOTION_SPELLINGS: tuple[tuple[str, ...], ...] = (
+    ("angry", "anger"), ("disgust", "disgusted"), ("fear", "fearful", "afraid"), ("happy", "happiness"),
+    ("sad", "sadness"), ("surprise", "surprised"), ("neutral",))
 IMAGE_SIZE = 48
 PIXELS_PER_IMAGE = IMAGE_SIZE * IMAGE_SIZE
 

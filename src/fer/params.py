@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
+from fer.choices import CROPS, DEVICES, MODEL_NAMES, PRECISIONS, SCHEDULES, TTA_MODES, check_choice
 from fer.errors import FerError
 
 DEFAULT_PARAMS = Path("params.yaml")
-MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
@@ -52,7 +52,7 @@ def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
 
 
-def _choice(*options: str) -> Check:
+def _choice(options: tuple[str, ...]) -> Check:
     def check(value: Any) -> str | None:
         return None if value in options else f"must be one of {', '.join(options)}; got {value!r}"
 
@@ -64,7 +64,7 @@ def _text(value: Any) -> str | None:
 
 
 AUGMENT_SCHEMA: dict[str, Any] = {
-    "crop": _choice("none", "pad", "resized"),
+    "crop": _choice(CROPS),
     "crop_padding": _integer(0, 16),
     "resized_scale_min": _number(0.0, 1.0, low_inclusive=False),
     "flip": _boolean,
@@ -81,13 +81,13 @@ TRAIN_SCHEMA: dict[str, Any] = {
     "nesterov": _boolean,
     "weight_decay": _number(0.0),
     "gamma": _number(0.0, 1.0, low_inclusive=False),
-    "schedule": _choice("exponential", "cosine"),
+    "schedule": _choice(SCHEDULES),
     "warmup_epochs": _number(0.0),
     "label_smoothing": _number(0.0, 0.5),
     "ema_decay": _number(0.0, 1.0),
     "seed": _integer(0),
-    "device": _choice("auto", "cpu", "cuda"),
-    "precision": _choice("auto", "fp32", "bf16"),
+    "device": _choice(DEVICES),
+    "precision": _choice(PRECISIONS),
     "channels_last": _boolean,
     "compile": _boolean,
     "threads": _integer(0),
@@ -113,9 +113,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "train": TRAIN_SCHEMA,
     "evaluate": {
-        "tta": _choice("none", "flip", "tencrop"),
+        "tta": _choice(TTA_MODES),
         "batch_size": _integer(1),
-        "device": _choice("auto", "cpu", "cuda"),
+        "device": _choice(DEVICES),
     },
 }
 
@@ -175,8 +175,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def model_params(model: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """The training parameters for one model: `train:` with the model's block laid over it."""
-    if model not in MODEL_NAMES:
-        raise FerError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
+    check_choice("model", model, MODEL_NAMES)
     params = read_params(path)
     for block in ("train", model):
         if block not in params:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
@@ -23,12 +22,6 @@ def resolve_precision(choice: str, device: torch.device) -> str:
     if choice == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return choice
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def set_cpu_threads(threads: int) -> int:

@@ -11,45 +11,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer.emotions import IMAGE_SIZE, NUM_CLASSES
-from fer.errors import FerError
-
-
-def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read `<split>_images.npy` and `<split>_labels.npy` as written by `fer preprocess`."""
-    arrays = []
-    for kind in ("images", "labels"):
-        path = Path(data_dir) / f"{split}_{kind}.npy"
-        if not path.is_file():
-            raise FerError(f"{path}: missing; run `fer preprocess` (or `dvc repro preprocess`) first")
-        try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except (ValueError, OSError) as error:
-            raise FerError(f"{path}: not a readable .npy array ({error})") from None
-    images, labels = arrays
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise FerError(f"{data_dir}/{split}_images.npy: expected uint8 (N,48,48), got {images.dtype} {images.shape}")
-    if labels.shape != (len(images),) or labels.size and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
-        raise FerError(f"{data_dir}/{split}_labels.npy: expected {len(images)} labels in 0-6")
-    return images, labels.astype(np.int64)
-
-
-def train_statistics(images: np.ndarray) -> tuple[float, float]:
-    """Mean and std of uint8 training images on the [0, 1] scale, for `normalize`."""
-    return float(images.mean() / 255.0), float(images.std() / 255.0) or 1.0
-
-
-def normalize(images: torch.Tensor, mean: float, std: float, channels_last: bool) -> torch.Tensor:
-    """uint8 (B,48,48) -> float (B,1,48,48) scaled to [0,1], then standardised with the train statistics."""
-    x = images.unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+from fer.emotions import IMAGE_SIZE
+from fer.models.inputs import normalize
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -11,23 +11,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
-from fer.checkpoint import load_checkpoint, model_from_checkpoint
+from fer.choices import SHIPPED_MODELS, TTA_MODES, check_choice
 from fer.emotions import EMOTIONS, NUM_CLASSES
-from fer.errors import FerError
-from fer.faces import IMAGE_SUFFIXES, BadImage, Box, Detector, find_faces, make_detector, read_image, to_gray
-from fer.inference import TTA_MODES, predict_proba
+from fer.errors import FerError, first_line
+from fer.imaging import IMAGE_SUFFIXES, BadImage, read_image, to_gray
+from fer.serving.classifier import Classifier, load_classifier
+from fer.serving.faces import Box, Detector, find_faces, make_detector
 
 # With --annotate the decoded images wait in memory until their faces are classified; this caps
 # that at a few big photos, whatever the batch size.
@@ -41,15 +40,6 @@ EMOTION_COLOURS = ((40, 40, 220), (40, 140, 40), (160, 60, 160), (0, 200, 255),
 class Source:
     path: Path      # the file to read
     relative: Path  # its place under --annotate DIR: the path within the folder named, or its name
-
-
-@dataclass(frozen=True)
-class Classifier:
-    model: nn.Module | Callable[[torch.Tensor], torch.Tensor]
-    name: str       # the architecture, "basic" or "vgg"
-    mean: float
-    std: float
-    kind: str       # "checkpoint" or "onnx"
 
 
 @dataclass(frozen=True)
@@ -133,22 +123,6 @@ def _check_annotation_targets(sources: Iterable[Source], folder: Path) -> None:
         owners[source.relative] = source.path
 
 
-def load_classifier(path: str | os.PathLike) -> Classifier:
-    """A .onnx file runs on ONNX Runtime; anything else is read as a fer checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise FerError(f"{path}: model file does not exist (train one with `dvc repro`, or pass --model)")
-    if path.suffix.lower() == ".onnx":
-        from fer.export import load_onnx
-
-        onnx_model = load_onnx(path)
-        return Classifier(onnx_model, onnx_model.name, onnx_model.mean, onnx_model.std, "onnx")
-    checkpoint = load_checkpoint(path)
-    network = model_from_checkpoint(checkpoint, source=str(path))
-    return Classifier(network, str(checkpoint["model"]), float(checkpoint["mean"]), float(checkpoint["std"]),
-                      "checkpoint")
-
-
 def _skip(source: Source, problem: str, failures: list[tuple[Source, str]]) -> None:
     """Warn in one line, whatever the library's message looked like, and record the failure."""
     problem = " ".join(problem.split())
@@ -189,8 +163,7 @@ def _classify(group: list[_Detected], classifier: Classifier, tta: str, batch_si
     crops = [crop for item in group for _, crop in item.faces]
     probabilities = np.zeros((0, NUM_CLASSES), dtype=np.float32)
     if crops:
-        probabilities = predict_proba(classifier.model, np.stack(crops), classifier.mean, classifier.std,
-                                      tta=tta, batch_size=batch_size)
+        probabilities = classifier.predict_proba(np.stack(crops), tta=tta, batch_size=batch_size)
     results, start = [], 0
     for item in group:
         boxes = [box for box, _ in item.faces]
@@ -229,7 +202,7 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     encoder from the temporary file's name)."""
     ok, encoded = cv2.imencode(path.suffix.lower(), image)
     if not ok:
-        raise OSError(f"cannot encode a {path.suffix} image")
+        raise FerError(f"{path}: cannot encode a {path.suffix} image")
     with atomic_path(path) as tmp:
         tmp.write_bytes(encoded.tobytes())
 
@@ -238,9 +211,10 @@ def _annotate(item: _Detected, result: ImageResult, folder: Path, failures: list
     target = folder / item.source.relative
     try:
         _write_image(target, draw_faces(item.image, result.faces))
-    except (OSError, cv2.error) as error:
-        _skip(item.source, f"cannot write annotated copy {target} ({getattr(error, 'strerror', None) or error})",
-              failures)
+    except cv2.error as error:
+        _skip(item.source, f"cannot write annotated copy {target} ({first_line(error)})", failures)
+    except FerError as error:  # names the target already
+        _skip(item.source, f"annotated copy: {error}", failures)
 
 
 def predict_images(sources: Sequence[Source], classifier: Classifier, detector: Detector, tta: str = "none",
@@ -305,8 +279,7 @@ def format_table(results: Sequence[ImageResult], failures: Sequence[tuple[Source
 
 def _check_options(detector: str, tta: str, batch_size: int) -> Detector:
     """Reject bad options before any file is read; returns the detector that `detector` names."""
-    if tta not in TTA_MODES:
-        raise FerError(f"unknown --tta '{tta}' (known: {', '.join(TTA_MODES)})")
+    check_choice("--tta mode", tta, TTA_MODES)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FerError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     return make_detector(detector)
@@ -324,13 +297,10 @@ def _write_json(json_out: str, document: dict[str, Any]) -> None:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    try:
-        write_json(json_out, document)
-    except OSError as error:
-        raise FerError(f"{json_out}: cannot write JSON results ({error.strerror or error})") from None
+    write_json(json_out, document)
 
 
-def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = "models/vgg/best.pt",
+def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_MODELS[0],
         detector: str = "haar", json_out: str | None = None, annotate: str | os.PathLike | None = None,
         tta: str = "none", batch_size: int = 256) -> int:
     """Exit status: 0 when every file was predicted, 1 when any was skipped (the rest still are)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 
 def plot_curves(curves: dict[str, pd.DataFrame], path: Path) -> None:
@@ -29,36 +30,22 @@ def plot_curves(curves: dict[str, pd.DataFrame], path: Path) -> None:
     _save(figure, path)
 
 
-def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path: Path) -> None:
-    """Heatmap of the confusion matrix with each actual-class row normalised to sum to one."""
-    totals = matrix.sum(axis=1, keepdims=True)
-    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+def plot_confusion(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str], title: str,
+                   path: Path) -> None:
+    """The confusion matrix as a heatmap, each actual-class row normalised to sum to one."""
     figure, axis = plt.subplots(figsize=(6.5, 5.5))
-    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    for row in range(len(classes)):
-        for col in range(len(classes)):
-            value = normalised[row, col]
-            axis.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                      color="white" if value > 0.5 else "black")
-    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axis.set_yticks(range(len(classes)), classes)
+    ConfusionMatrixDisplay.from_predictions(
+        labels, predicted, labels=list(range(len(classes))), display_labels=classes, normalize="true",
+        values_format=".2f", cmap="Blues", im_kw={"vmin": 0, "vmax": 1}, xticks_rotation=45, ax=axis)
     axis.set(xlabel="predicted", ylabel="actual", title=title)
-    figure.colorbar(image, ax=axis, fraction=0.046)
     _save(figure, path)
 
 
-def plot_f1_bars(f1_by_model: dict[str, Sequence[float]], classes: Sequence[str], path: Path) -> None:
-    """Per-class F1 on PrivateTest, the models side by side."""
-    figure, axis = plt.subplots(figsize=(9, 4))
-    width = 0.8 / max(len(f1_by_model), 1)
-    positions = np.arange(len(classes))
-    for index, (name, scores) in enumerate(f1_by_model.items()):
-        axis.bar(positions + (index - (len(f1_by_model) - 1) / 2) * width, scores, width, label=name)
-    axis.set_xticks(positions, classes)
-    axis.set(ylim=(0, 1), ylabel="F1", title="Per-class F1 on PrivateTest")
+def plot_f1_bars(f1: pd.DataFrame, path: Path) -> None:
+    """Per-class F1 on PrivateTest: one row per class, one column (bar colour) per model."""
+    axis = f1.plot.bar(figsize=(9, 4), ylim=(0, 1), ylabel="F1", title="Per-class F1 on PrivateTest", rot=0)
     axis.grid(axis="y", alpha=0.3)
-    axis.legend()
-    _save(figure, path)
+    _save(axis.figure, path)
 
 
 def _save(figure: plt.Figure, path: Path) -> None:

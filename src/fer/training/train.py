@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +24,17 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
-from fer.checkpoint import load_checkpoint, save_checkpoint
-from fer.loader import BatchLoader, load_split, train_statistics
-from fer.models import build_model
+from fer.data.arrays import load_split
+from fer.layout import DATA_DIR, RunPaths
+from fer.models.checkpoint import load_checkpoint, save_checkpoint
+from fer.models.inputs import train_statistics
+from fer.models.networks import build_model
 from fer.params import DEFAULT_PARAMS, model_params
-from fer.runtime import autocast, resolve_device, resolve_precision, set_cpu_threads
+from fer.runtime import resolve_device, resolve_precision, set_cpu_threads
+from fer.sources import code_files
+from fer.training.loader import BatchLoader
 
-DATA_DIR = Path("data/processed")
 CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-# Code whose change must restart training rather than resume it.
-TRAINING_CODE = ("train.py", "loader.py", "models.py", "checkpoint.py", "runtime.py", "params.py")
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    last: Path
-    best: Path
-    curves: Path
-    metrics: Path
-
-    @classmethod
-    def for_model(cls, name: str, root: Path = Path(".")) -> RunPaths:
-        return cls(last=root / "models" / name / "last.pt", best=root / "models" / name / "best.pt",
-                   curves=root / "plots" / name / "train_curves.csv",
-                   metrics=root / "metrics" / f"{name}_train.json")
 
 
 def _fingerprint(params: dict[str, Any], arrays: list[np.ndarray]) -> str:
@@ -60,9 +46,8 @@ def _fingerprint(params: dict[str, Any], arrays: list[np.ndarray]) -> str:
                              sort_keys=True).encode())
     for array in arrays:
         digest.update(np.ascontiguousarray(array).data)
-    package = Path(__file__).parent
-    for name in TRAINING_CODE:
-        digest.update((package / name).read_bytes())
+    for path in code_files(__name__):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -84,7 +69,7 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
     seen = 0
     started = time.perf_counter()
     for step, (x, y) in enumerate(loader.batches(seed), start=1):
-        with autocast(device, precision):
+        with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
             logits = model(x)
             loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -114,7 +99,7 @@ def validate(model: nn.Module, loader: BatchLoader, criterion: nn.Module, precis
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
     for x, y in loader.batches():
-        with autocast(loader.device, precision):
+        with torch.autocast(loader.device.type, torch.bfloat16, enabled=precision == "bf16"):
             logits = model(x)
         loss_sum += criterion(logits.float(), y) * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
@@ -244,13 +229,17 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
                    f" | val loss {val_loss:.4f} acc {val_acc:.4f} | lr {lr:.5f} | {history[-1]['seconds']:.1f}s "
                    f"({len(train_images) / train_seconds:.0f} img/s)")
     _write_curves(paths.curves, history)  # also when a killed run had nothing left to train
-    return _write_metrics(paths.metrics, history, best, len(train_images), device, precision)
+    return _write_summary(paths, history, best, len(train_images), device, precision)
 
 
-def _write_metrics(path: Path, history: list[dict[str, Any]], best: dict[str, Any], train_size: int,
+# The summary's numbers worth comparing across experiments; the rest stays in the summary file.
+METRIC_KEYS = ("best_epoch", "wall_seconds", "train_images_per_second")
+
+
+def _write_summary(paths: RunPaths, history: list[dict[str, Any]], best: dict[str, Any], train_size: int,
                    device: torch.device, precision: str) -> dict[str, Any]:
     train_seconds = sum(h["train_seconds"] for h in history)
-    metrics = {
+    summary = {
         "best_epoch": best["epoch"],
         "best_val_acc": round(best["val_acc"], 6),
         "final_val_acc": history[-1]["val_acc"] if history else None,
@@ -260,5 +249,6 @@ def _write_metrics(path: Path, history: list[dict[str, Any]], best: dict[str, An
         "device": device.type,
         "precision": precision,
     }
-    write_json(path, metrics)
-    return metrics
+    write_json(paths.train_summary, summary)
+    write_json(paths.train_metrics, {key: summary[key] for key in METRIC_KEYS})
+    return summary

@@ -510,19 +510,13 @@ def _load_images(files: list[Path]) -> tuple[np.ndarray, int]:
 
 def _load_image(path: Path) -> tuple[np.ndarray, bool]:
     """The image as 48x48 grayscale, and whether it had to be converted to that."""
-    import cv2  # here rather than at the top, so that reading a CSV does not pay for importing it
-
-    from fer.faces import to_face48  # it imports OpenCV too
+    # Imported here, not at the top, so that reading a CSV does not pay for importing OpenCV.
+    from fer.imaging import BadImage, read_image, to_face48
 
     try:
-        data = np.fromfile(path, np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    except OSError as error:
-        raise FerError(f"{path}: cannot read ({error.strerror or error})") from None
-    except cv2.error:
-        image = None
-    if image is None:
-        raise FerError(f"{path}: cannot decode this file as an image")
+        image = read_image(path, unchanged=True)
+    except BadImage as problem:
+        raise FerError(f"{path}: {problem}") from None
     if image.shape == (IMAGE_SIZE, IMAGE_SIZE) and image.dtype == np.uint8:
         return image, False
     return to_face48(image), True

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from fer.atomic import atomic_path
-from fer.errors import FerError
-from fer.models import MODELS, build_model
+from fer.choices import MODEL_NAMES
+from fer.errors import FerError, first_line
+from fer.models.networks import build_model
 
 FORMAT = "fer-checkpoint/1"
 REQUIRED_KEYS = ("format", "model", "dropout", "state_dict", "mean", "std")
@@ -30,14 +31,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FerError(f"{path}: not a readable fer checkpoint ({reason[:160]})") from None
+        raise FerError(f"{path}: not a readable fer checkpoint ({first_line(error)})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise FerError(f"{path}: not a fer checkpoint (expected format '{FORMAT}')")
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise FerError(f"{path}: checkpoint lacks '{missing[0]}'")
-    if checkpoint["model"] not in MODELS:
+    if checkpoint["model"] not in MODEL_NAMES:
         raise FerError(f"{path}: checkpoint is for unknown model '{checkpoint['model']}'")
     return checkpoint
 

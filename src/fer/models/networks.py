@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fer.choices import MODEL_NAMES, check_choice
 from fer.emotions import IMAGE_SIZE, NUM_CLASSES
-from fer.errors import FerError
 
 
 def _conv_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -78,10 +78,8 @@ class VGGNet(nn.Module):
         return self.head(self.features(x))
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"basic": BasicConvNet, "vgg": VGGNet}
+MODELS: dict[str, Callable[..., nn.Module]] = dict(zip(MODEL_NAMES, (BasicConvNet, VGGNet), strict=True))
 
 
 def build_model(name: str, dropout: float = 0.0, width: float = 1.0) -> nn.Module:
-    if name not in MODELS:
-        raise FerError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
-    return MODELS[name](dropout=dropout, width=width)
+    return MODELS[check_choice("model", name, MODEL_NAMES)](dropout=dropout, width=width)

@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer.choices import TTA_MODES, check_choice
 from fer.emotions import IMAGE_SIZE, NUM_CLASSES
-from fer.loader import normalize
-from fer.runtime import autocast
+from fer.models.inputs import normalize
 
-TTA_MODES = ("none", "flip", "tencrop")
 TENCROP_SIZE = 44  # crops keep ~92% of the side, then are resized back to 48
 
 
@@ -32,23 +31,23 @@ def _tencrop(x: torch.Tensor) -> list[torch.Tensor]:
     return crops
 
 
+# In TTA_MODES order: none, flip, tencrop.
+_VIEWS: dict[str, Callable[[torch.Tensor], list[torch.Tensor]]] = dict(zip(
+    TTA_MODES, (lambda x: [x], lambda x: [x, x.flip(-1)], _tencrop), strict=True))
+
+
 def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
     """The views of a normalised (B,1,48,48) batch whose softmax outputs are averaged."""
-    if tta == "none":
-        return [x]
-    if tta == "flip":
-        return [x, x.flip(-1)]
-    if tta == "tencrop":
-        return _tencrop(x)
-    raise ValueError(f"unknown TTA mode {tta!r} (known: {', '.join(TTA_MODES)})")
+    return _VIEWS[check_choice("TTA mode", tta, TTA_MODES)](x)
 
 
 @torch.no_grad()
 def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: np.ndarray,
                   mean: float, std: float, *, tta: str = "none", batch_size: int = 1024,
                   device: torch.device | None = None, precision: str = "fp32",
-                  channels_last: bool = True) -> np.ndarray:
-    """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views.
+                  channels_last: bool = True, temperature: float = 1.0) -> np.ndarray:
+    """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views;
+    logits are divided by `temperature` first (see fer.evaluation.calibration).
 
     `model` is a torch network or any callable from a float (B,1,48,48) batch to (B,7) logits,
     such as an ONNX Runtime session wrapper; a callable gets plain contiguous NCHW input.
@@ -69,9 +68,9 @@ def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], ima
         for view in views:
             if channels_last:
                 view = view.contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
+            with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
                 logits = model(view)
-            total = total + logits.float().softmax(dim=1)
+            total = total + (logits.float() / temperature).softmax(dim=1)
         outputs.append(total / len(views))
     if not outputs:
         return np.zeros((0, NUM_CLASSES), dtype=np.float32)

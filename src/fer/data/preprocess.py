@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 
 from fer.atomic import atomic_dir, atomic_path, write_json
+from fer.data.reading import Dataset, read_source
 from fer.emotions import EMOTIONS, SPLITS
 from fer.errors import FerError
+from fer.layout import DATA_DIR, DATA_METRICS
 from fer.params import DEFAULT_PARAMS, stage_params
-from fer.reading import Dataset, read_source
 
-DEFAULT_OUT = Path("data/processed")
-DEFAULT_REPORT = Path("metrics/data.json")
-REPORT_NAME = "data.json"  # the report's name inside --out DIR
+REPORT_NAME = "data.json"  # the full report, inside the output folder
 DUPLICATES_NAME = "duplicates.csv"  # every copy of every repeated image, beside the arrays
 DUPLICATES_COLUMNS = ("group", "split", "row", "source", "label", "conflicting")
 OUTPUT_FILES = (*(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images", "labels")), DUPLICATES_NAME)
@@ -41,36 +40,34 @@ def run(params_path: Path = DEFAULT_PARAMS, source: str | None = None, out: Path
     and the report."""
     params = stage_params("data", params_path)
     source_text = source if source is not None else params["source"]
-    out_dir = Path(out) if out is not None else DEFAULT_OUT
+    out_dir = Path(out) if out is not None else DATA_DIR
     _check_replaceable(out_dir)
     data = read_source(Path(source_text), params["valid_fraction"], params["seed"])
     ids = content_ids(_flat_images(data))
     report = data_report(data, source_text, ids, duplicates_csv=str(out_dir / DUPLICATES_NAME))
-    report_path = out_dir / REPORT_NAME if out is not None else DEFAULT_REPORT
-    try:
-        _write(data, report, duplicate_rows(data, ids), out_dir, None if out is not None else report_path)
-    except OSError as error:
-        raise FerError(f"{error.filename or out_dir}: cannot write ({error.strerror or error})") from None
-    print(_summary(report, out_dir, report_path))
+    _write(data, report, duplicate_rows(data, ids), out_dir, None if out is not None else DATA_METRICS)
+    print(_summary(report, out_dir, out_dir / REPORT_NAME))
 
 
 def _write(data: Dataset, report: dict[str, Any], duplicates: list[tuple[Any, ...]], out_dir: Path,
-           report_path: Path | None) -> None:
-    """Everything into temporary places first; then out_dir is replaced, then report_path.
+           totals_path: Path | None) -> None:
+    """Everything into temporary places first; then out_dir is replaced, then totals_path.
 
-    report_path None puts the report inside out_dir. The report is serialised before either rename,
-    so a bad value in it fails with the old outputs untouched. The folder goes first because
-    replacing it is the step that can fail (it removes the old folder); the last step is a single
-    rename of a file within its own folder.
+    The full report goes inside out_dir; totals_path (the stage's DVC metric) gets its few totals.
+    Both are serialised before either rename, so a bad value fails with the old outputs untouched.
+    The folder goes first because replacing it is the step that can fail (it removes the old
+    folder); the last step is a single rename of a file within its own folder.
     """
-    report_slot = atomic_path(report_path) if report_path is not None else contextlib.nullcontext()
-    with report_slot as report_tmp, atomic_dir(out_dir) as tmp:
+    totals_slot = atomic_path(totals_path) if totals_path is not None else contextlib.nullcontext()
+    with totals_slot as totals_tmp, atomic_dir(out_dir) as tmp:
         for split, images in data.images.items():
             np.save(tmp / f"{split}_images.npy", images)
             np.save(tmp / f"{split}_labels.npy", data.labels[split])
         _write_duplicates(tmp / DUPLICATES_NAME, duplicates)
-        write_json(report_tmp or tmp / REPORT_NAME, report)
-    # leaving the `with`: atomic_dir renames first, then the report's temporary file
+        write_json(tmp / REPORT_NAME, report)
+        if totals_tmp is not None:
+            write_json(totals_tmp, report_totals(report))
+    # leaving the `with`: atomic_dir renames first, then the totals' temporary file
 
 
 def _write_duplicates(path: Path, rows: list[tuple[Any, ...]]) -> None:
@@ -197,9 +194,17 @@ def _several_labels(ids: np.ndarray, labels: np.ndarray) -> int:
     return int(_several_labels_per_id(ids, labels).sum())
 
 
+def report_totals(report: dict[str, Any]) -> dict[str, int]:
+    """The few numbers of the data report that are worth comparing across experiments."""
+    duplicates = report["duplicates"]
+    return {"images": report["images"], "repeats_within_splits": sum(duplicates["within_split"].values()),
+            "shared_across_splits": sum(duplicates["across_splits"].values()),
+            "constant_images": sum(report["constant_images"].values())}
+
+
 def _summary(report: dict[str, Any], out_dir: Path, report_path: Path) -> str:
     counts = ", ".join(f"{split} {report['splits'][split]['total']}" for split in SPLITS)
-    duplicates = report["duplicates"]
-    return (f"preprocess: {counts} images -> {out_dir}; {sum(duplicates['within_split'].values())} repeats "
-            f"within splits, {sum(duplicates['across_splits'].values())} images shared across splits, "
-            f"{sum(report['constant_images'].values())} constant images; report: {report_path}")
+    totals = report_totals(report)
+    return (f"preprocess: {counts} images -> {out_dir}; {totals['repeats_within_splits']} repeats within splits, "
+            f"{totals['shared_across_splits']} images shared across splits, {totals['constant_images']} "
+            f"constant images; report: {report_path}")

@@ -17,9 +17,9 @@ import numpy as np
 from fer.atomic import atomic_path
 from fer.emotions import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from fer.errors import FerError
+from fer.layout import SYNTHETIC_CSV
 from fer.params import DEFAULT_PARAMS, stage_params
 
-DEFAULT_OUT = Path("data/synthetic/fer2013.csv")
 CSV_HEADER = "emotion,pixels,Usage"
 # Kaggle `Usage` value and the params key giving its size, in file order.
 SPLIT_USAGES: tuple[tuple[str, str], ...] = (
@@ -93,7 +93,7 @@ def split_seed(seed: int, split_index: int) -> int:
 
 def run(params_path: Path = DEFAULT_PARAMS, out: Path | None = None, grid: Path | None = None) -> None:
     params = stage_params("synth", params_path)
-    out = DEFAULT_OUT if out is None else Path(out)
+    out = SYNTHETIC_CSV if out is None else Path(out)
     if grid is not None and Path(grid).suffix.lower() != ".png":
         raise FerError(f"{grid}: the sample grid is written as PNG, so its name must end in .png")
     splits = [(usage, *generate(params[key], split_seed(params["seed"], index)))
@@ -384,13 +384,10 @@ def _csv_rows(usage: str, images: Array, labels: Array) -> Iterator[bytes]:
 
 
 def _write_csv(out: Path, splits: list[tuple[str, Array, Array]]) -> None:
-    try:
-        with atomic_path(out) as tmp, open(tmp, "wb") as handle:
-            handle.write(CSV_HEADER.encode() + b"\n")
-            for usage, images, labels in splits:
-                handle.writelines(_csv_rows(usage, images, labels))
-    except OSError as error:
-        raise FerError(f"{out}: cannot write the synthetic dataset ({error.strerror or error})") from None
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        handle.write(CSV_HEADER.encode() + b"\n")
+        for usage, images, labels in splits:
+            handle.writelines(_csv_rows(usage, images, labels))
 
 
 def save_grid(path: Path, images: Array, labels: Array, per_class: int = GRID_SAMPLES_PER_CLASS) -> None:
@@ -410,8 +407,5 @@ def save_grid(path: Path, images: Array, labels: Array, per_class: int = GRID_SA
             axis.spines[:].set_visible(False)
         row[0].set_ylabel(EMOTIONS[label], rotation=0, ha="right", va="center", fontsize=9)
     figure.tight_layout(pad=0.3)
-    try:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
-    except OSError as error:
-        raise FerError(f"{path}: cannot write the sample grid ({error.strerror or error})") from None
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)

@@ -1,8 +1,9 @@
-"""From an image file to 48x48 grayscale faces framed the way FER-2013 frames them.
+"""Reading image files and turning them into 48x48 grayscale faces, for training folders and for photos.
 
-`fer predict` runs over folders it did not make, so reading is defensive: the size is read from
-the file header and checked before anything is decoded (a 100000x100000 PNG is a few hundred
-bytes on disk), and every problem becomes a `BadImage` whose message is a short reason.
+`fer preprocess` (image folders) and `fer predict` both read through `read_image`, and both turn
+pixels into the model's input size through `to_face48`. Reading is defensive: the size is read
+from the file header and checked before anything is decoded (a 100000x100000 PNG is a few
+hundred bytes on disk), and every problem becomes a `BadImage` whose message is a short reason.
 """
 
 from __future__ import annotations
@@ -11,42 +12,23 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fer.emotions import IMAGE_SIZE
-from fer.errors import FerError
-
-Box = tuple[int, int, int, int]  # x, y, width, height in image pixels
-# A detector maps a grayscale image to the regions to classify; they may reach past its edges.
-Detector = Callable[[np.ndarray], list[Box]]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-DETECTORS = ("haar", "none")
 MAX_PIXELS = 50_000_000
 MAX_FILE_BYTES = 512 * 1024 * 1024
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-# Haar's cost grows with the pixel count (a 12-megapixel photo takes ~1 s, ~11x more than at
-# 1600 px); faces under 1/50 of the longer side are lost, and they would be tiny for the model.
-DETECT_MAX_SIDE = 1600
-MIN_FACE_SIDE = 30
-# Side of the classified crop relative to the Haar box. Pasting the 140 FER-2013 sample faces,
-# upscaled, into plain backgrounds, the FER frame side / Haar box side has median 1.02 (quartiles
-# 0.96 and 1.14): FER's framing is close to Haar's box. We widen by 10% because the error costs
-# are lopsided: a slightly loose crop is what training's pad-and-crop augmentation shows the
-# model anyway, while a tight one cuts off the brows and chin, which carry the expression.
-FACE_MARGIN = 0.10
-
 
 # OpenCV's log prefix, e.g. "[ WARN:0@3.9] global grfmt_png.cpp:793 readFromStreamOrBuffer ".
 _OPENCV_LOG_PREFIX = re.compile(r"^\[\s*\w+:[\d@.]+\]\s+global\s+\S+\s+\S+\s+")
 
 
 class BadImage(Exception):
-    """A file `fer predict` skips; the message is the reason, without the file name."""
+    """A file that cannot be used as an image; the message is the reason, without the file name."""
 
 
 def _number(data: bytes, start: int, size: int, order: str, signed: bool = False) -> int:
@@ -140,7 +122,7 @@ def image_size(data: bytes) -> tuple[int, int]:
     raise BadImage("not an image (not JPEG, PNG, BMP, WebP or TIFF)")
 
 
-def _decode(data: bytes) -> tuple[np.ndarray | None, str]:
+def _decode(data: bytes, flags: int) -> tuple[np.ndarray | None, str]:
     """Decode to BGR, catching what libpng and OpenCV print straight to file descriptor 2.
 
     Those messages would add lines to the one-line warning a bad file gets; instead the first of
@@ -151,7 +133,7 @@ def _decode(data: bytes) -> tuple[np.ndarray | None, str]:
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         except cv2.error:
             image = None
         finally:
@@ -162,8 +144,9 @@ def _decode(data: bytes) -> tuple[np.ndarray | None, str]:
     return image, _OPENCV_LOG_PREFIX.sub("", complaints[0].strip()) if complaints else ""
 
 
-def read_image(path: Path) -> np.ndarray:
-    """The image as BGR uint8 (H, W, 3); raises BadImage with the reason it cannot be used."""
+def read_image(path: Path, unchanged: bool = False) -> np.ndarray:
+    """The image as BGR uint8 (H, W, 3), or with `unchanged` as stored (gray, alpha, 16-bit kept);
+    raises BadImage with the reason it cannot be used."""
     try:
         size = path.stat().st_size
         if size == 0:
@@ -179,7 +162,7 @@ def read_image(path: Path) -> np.ndarray:
     if width * height > MAX_PIXELS:
         raise BadImage(f"header says {width}x{height} pixels, over the {MAX_PIXELS // 10**6}-megapixel"
                        " limit (a decompression bomb?); not decoded")
-    image, complaint = _decode(data)
+    image, complaint = _decode(data, cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR)
     if image is None:
         raise BadImage(f"cannot decode ({complaint or 'corrupt or truncated image data'})")
     return image
@@ -187,64 +170,6 @@ def read_image(path: Path) -> np.ndarray:
 
 def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-
-
-def framed_box(box: Box, margin: float = FACE_MARGIN) -> Box:
-    """A detection widened by `margin` around its centre, as a square; it may leave the image."""
-    x, y, width, height = box
-    side = round(max(width, height) * (1 + margin))
-    return round(x + width / 2 - side / 2), round(y + height / 2 - side / 2), side, side
-
-
-def clip_box(box: Box, image_width: int, image_height: int) -> Box:
-    x, y, width, height = box
-    left, top = max(x, 0), max(y, 0)
-    right, bottom = min(x + width, image_width), min(y + height, image_height)
-    return left, top, right - left, bottom - top
-
-
-def haar_detector() -> Detector:
-    """OpenCV's frontal-face cascade, shipped inside the opencv-python wheel."""
-    path = Path(cv2.data.haarcascades) / HAAR_CASCADE
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise FerError(f"{path}: cannot load OpenCV's face cascade (is opencv-python-headless intact?)")
-
-    def detect(gray: np.ndarray) -> list[Box]:
-        scale = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
-        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        found = cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5,
-                                         minSize=(MIN_FACE_SIDE, MIN_FACE_SIDE))
-        boxes = sorted(tuple(round(float(value) / scale) for value in box) for box in found)
-        return [framed_box(box) for box in boxes]  # sorted left to right, so the order is stable
-
-    return detect
-
-
-def whole_image(gray: np.ndarray) -> list[Box]:
-    """The detector for pre-cropped faces: the image itself is the face."""
-    height, width = gray.shape
-    return [(0, 0, width, height)]
-
-
-def make_detector(name: str) -> Detector:
-    if name == "haar":
-        return haar_detector()
-    if name == "none":
-        return whole_image
-    raise FerError(f"unknown face detector '{name}' (known: {', '.join(DETECTORS)})")
-
-
-def cut_out(gray: np.ndarray, box: Box) -> np.ndarray:
-    """The pixels under `box`; parts outside the image repeat its edge, so a face keeps its shape."""
-    height, width = gray.shape
-    x, y, w, h = box
-    inside = gray[max(y, 0):min(y + h, height), max(x, 0):min(x + w, width)]
-    top, left = max(-y, 0), max(-x, 0)
-    bottom, right = max(y + h - height, 0), max(x + w - width, 0)
-    if top or left or bottom or right:
-        inside = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_REPLICATE)
-    return inside
 
 
 def to_face48(image: np.ndarray) -> np.ndarray:
@@ -271,10 +196,3 @@ def _resize_method(shape: tuple[int, ...]) -> int:
     OpenCV's INTER_AREA falls back to near nearest-neighbour, blocky, as soon as one side grows."""
     shrinking = shape[0] >= IMAGE_SIZE and shape[1] >= IMAGE_SIZE
     return cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-
-
-def find_faces(gray: np.ndarray, detector: Detector) -> list[tuple[Box, np.ndarray]]:
-    """Each face as (its box clipped to the image, its 48x48 uint8 crop)."""
-    height, width = gray.shape
-    return [(clip_box(region, width, height), to_face48(cut_out(gray, region)))
-            for region in detector(gray)]

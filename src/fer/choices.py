@@ -1,0 +1,28 @@
+"""Every set of named choices, defined once, for the parameters, the CLI and the code that acts on them.
+
+This module imports nothing heavy, so `fer --help` and the parameter checks start fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fer.errors import FerError
+
+MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")  # architectures
+# Trained models that ship inside the package (src/fer/pretrained/<name>.pt); the first is the default.
+SHIPPED_MODELS: tuple[str, ...] = ("fer2013",)
+TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
+DETECTORS: tuple[str, ...] = ("haar", "none")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+SCHEDULES: tuple[str, ...] = ("exponential", "cosine")
+CROPS: tuple[str, ...] = ("none", "pad", "resized")
+
+
+def check_choice(what: str, value: str, known: Iterable[str]) -> str:
+    """`value` when it is one of `known`; otherwise the one-line error that names what it was for."""
+    known = tuple(known)
+    if value not in known:
+        raise FerError(f"unknown {what} '{value}' (known: {', '.join(known)})")
+    return value

@@ -1,0 +1,1 @@
+"""Stage `evaluate`: scores, per-class reports and figures for each trained model."""

@@ -1,0 +1,70 @@
+"""Whether predicted probabilities mean what they say, and temperature scaling to make them.
+
+Temperature scaling (Guo et al., 2017) divides every logit by one number T fitted on held-out
+data; it changes no prediction (the arg-max stays), only how confident each one is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
+
+from fer.data.arrays import load_split
+from fer.evaluation.inference import predict_proba
+from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+ECE_BINS = 15
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def fit_temperature(log_probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The T in (0.05, 20) that minimises the negative log-likelihood of softmax(logits / T).
+
+    Log-probabilities serve as logits: they differ from them by a constant per row, which softmax
+    ignores at every temperature."""
+    rows = np.arange(len(labels))
+
+    def nll(temperature: float) -> float:
+        return float(-log_softmax(log_probabilities / temperature, axis=1)[rows, labels].mean())
+
+    return float(minimize_scalar(nll, bounds=TEMPERATURE_RANGE, method="bounded").x)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """The gap between confidence and accuracy, averaged over equal-width confidence bins, weighted
+    by how many predictions fall in each."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap)
+
+
+def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probabilities, np.finfo(np.float32).tiny, None))
+
+
+def run(checkpoint: Path, out: Path, data_dir: Path, half: bool = False) -> int:
+    """`fer calibrate`: fit T on the valid split (PublicTest), write the checkpoint with it."""
+    state = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(state, source=str(checkpoint))
+    images, labels = load_split(data_dir, "valid")
+    probabilities = predict_proba(model, images, state["mean"], state["std"])
+    temperature = fit_temperature(log_probabilities(probabilities), labels)
+    calibrated = predict_proba(model, images, state["mean"], state["std"], temperature=temperature)
+    weights = {name: value.half() if half and value.is_floating_point() else value
+               for name, value in model.state_dict().items()}
+    kept = {key: state[key] for key in ("model", "dropout", "width", "mean", "std", "epoch", "val_acc") if key in state}
+    save_checkpoint(out, {**kept, "state_dict": weights, "temperature": temperature,
+                          "calibrated_on": f"{data_dir}/valid ({len(labels)} images)"})
+    before, after = (expected_calibration_error(p, labels) for p in (probabilities, calibrated))
+    print(f"{out}: temperature {temperature:.4f}; expected calibration error on {data_dir}/valid "
+          f"{before:.4f} -> {after:.4f}")
+    return 0

@@ -1,0 +1,115 @@
+"""`fer evaluate --data`: any model on any labelled data, to measure how it transfers.
+
+The data is a FER-2013 CSV (plain or gzipped; all rows, or one split) or a folder of class
+folders named in any common spelling (angry/anger, happy/happiness, ...). Each image in a folder
+is taken as one face, read and resized to 48x48 grayscale exactly as `fer predict` does.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer.atomic import write_json
+from fer.data.reading import read_csv
+from fer.emotions import EMOTION_SPELLINGS, EMOTIONS, IMAGE_SIZE, SPLITS, USAGE_TO_SPLIT
+from fer.errors import FerError
+from fer.evaluation.calibration import expected_calibration_error
+from fer.evaluation.evaluate import per_class_report
+from fer.imaging import IMAGE_SUFFIXES, BadImage, read_image, to_face48
+from fer.serving.classifier import load_classifier
+
+CLASS_OF_FOLDER = {spelling: label for label, spellings in enumerate(EMOTION_SPELLINGS) for spelling in spellings}
+SPLIT_NAMES = {**USAGE_TO_SPLIT, **{split: split for split in SPLITS}}  # PublicTest or valid, ...
+
+
+def read_labelled_csv(path: Path, split: str | None) -> tuple[np.ndarray, np.ndarray]:
+    data = read_csv(path)
+    if split is None:
+        return data.all_images, data.all_labels
+    return data.images[SPLIT_NAMES[split]], data.labels[SPLIT_NAMES[split]]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES
+                  and path.is_file() and not path.name.startswith("."))
+
+
+def read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels from root/<class>/...; other folders are named in one warning and left out."""
+    classes, left_out = [], {}
+    for folder in sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith(".")):
+        label = CLASS_OF_FOLDER.get(folder.name.lower())
+        if label is None:
+            left_out[folder.name] = len(_image_files(folder))
+        else:
+            classes.append((folder, label))
+    if left_out:
+        listed = ", ".join(f"{name} ({count} images)" for name, count in left_out.items())
+        print(f"fer: warning: {root}: left out folders that name no emotion of the model: {listed}", file=sys.stderr)
+    if not classes:
+        raise FerError(f"{root}: no class folders (expected names such as {', '.join(CLASS_OF_FOLDER)})")
+    files = [(path, label) for folder, label in classes for path in _image_files(folder)]
+    if not files:
+        raise FerError(f"{root}: the class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    for row, (path, _) in enumerate(files):
+        try:
+            images[row] = to_face48(read_image(path, unchanged=True))
+        except BadImage as problem:
+            raise FerError(f"{path}: {problem}") from None
+    return images, np.array([label for _, label in files], np.int64)
+
+
+def read_labelled(data: Path, split: str | None) -> tuple[np.ndarray, np.ndarray]:
+    if not data.exists():
+        raise FerError(f"{data}: no such file or folder")
+    if split is not None and split not in SPLIT_NAMES:
+        raise FerError(f"unknown --split '{split}' (known: {', '.join(SPLIT_NAMES)})")
+    if data.is_dir():
+        if split is not None:
+            raise FerError(f"{data}: --split applies to a CSV; for a folder, name the folder of the split")
+        return read_class_folders(data)
+    if not data.name.lower().endswith((".csv", ".csv.gz")):
+        raise FerError(f"{data}: not a .csv, .csv.gz or folder of class folders")
+    return read_labelled_csv(data, split)
+
+
+def score(model: str, data: Path, split: str | None = None, tta: str = "none") -> dict[str, Any]:
+    """Accuracy, macro-F1, the per-class report and calibration of `model` on the labelled data."""
+    images, labels = read_labelled(data, split)
+    classifier = load_classifier(model)
+    probabilities = classifier.predict_proba(images, tta=tta)
+    report = per_class_report(labels, probabilities.argmax(axis=1))
+    uncalibrated = (probabilities if classifier.temperature == 1.0
+                    else replace(classifier, temperature=1.0).predict_proba(images, tta=tta))
+    return {"model": str(model), "data": str(data), "split": split, "tta": tta, "images": len(labels),
+            "temperature": classifier.temperature,
+            "expected_calibration_error": round(expected_calibration_error(probabilities, labels), 6),
+            "expected_calibration_error_at_temperature_1": round(expected_calibration_error(uncalibrated, labels), 6),
+            **report}
+
+
+def format_report(result: dict[str, Any]) -> str:
+    lines = [f"{result['model']} on {result['data']}" + (f" ({result['split']})" if result["split"] else "")
+             + f": {result['images']} images, accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}, "
+             f"ECE {result['expected_calibration_error']:.4f}",
+             f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
+    for emotion in EMOTIONS:
+        scores = result["per_class"][emotion]
+        lines.append(f"{emotion:<10} {scores['precision']:>9.4f} {scores['recall']:>7.4f} {scores['f1']:>7.4f} "
+                     f"{scores['support']:>8}")
+    return "\n".join(lines)
+
+
+def run(data: str | Path, model: str, split: str | None = None, json_out: str | None = None,
+        tta: str = "none") -> int:
+    result = score(model, Path(data), split, tta)
+    print(format_report(result))
+    if json_out is not None:
+        write_json(json_out, result)
+    return 0

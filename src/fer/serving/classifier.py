@@ -1,0 +1,118 @@
+"""Any trained model, by a shipped model's name, a fer checkpoint or an exported ONNX file, as one
+callable classifier.
+
+`fer predict` and `fer evaluate --data` load models only through here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import fer.pretrained
+from fer.choices import SHIPPED_MODELS
+from fer.emotions import EMOTIONS
+from fer.errors import FerError, first_line
+from fer.evaluation.inference import predict_proba
+from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
+
+PRETRAINED_DIR = Path(fer.pretrained.__file__).parent
+
+ONNX_FORMAT = "fer-onnx/1"
+INPUT_NAME = "faces"
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class Classifier:
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor]
+    name: str       # the architecture, "basic" or "vgg"
+    mean: float
+    std: float
+    kind: str       # "checkpoint" or "onnx"
+    temperature: float = 1.0  # divides the logits; fitted by `fer calibrate`
+
+    def predict_proba(self, faces: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+        """Calibrated class probabilities (N, 7) for uint8 faces (N, 48, 48)."""
+        return predict_proba(self.model, faces, self.mean, self.std, tta=tta, batch_size=batch_size,
+                             temperature=self.temperature)
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An ONNX Runtime session as a callable from a float (B,1,48,48) tensor to (B,7) logits."""
+
+    session: Any
+    name: str
+    mean: float
+    std: float
+    temperature: float = 1.0
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
+
+
+def _read_metadata(path: Path, props: dict[str, str]) -> tuple[str, float, float, float]:
+    if props.get("fer_format") != ONNX_FORMAT:
+        raise FerError(f"{path}: ONNX model lacks fer metadata (make it with `fer export --onnx`)")
+    try:
+        classes = json.loads(props["classes"])
+        name, mean, std = props["model"], float(props["mean"]), float(props["std"])
+        temperature = float(props.get("temperature", 1.0))
+    except (KeyError, ValueError) as error:
+        raise FerError(f"{path}: bad fer metadata in ONNX model ({error})") from None
+    if classes != list(EMOTIONS):
+        raise FerError(f"{path}: ONNX model classes {classes} differ from {list(EMOTIONS)}")
+    return name, mean, std, temperature
+
+
+def load_onnx(path: str | os.PathLike) -> OnnxModel:
+    """Open an exported model on the CPU with ONNX Runtime."""
+    path = Path(path)
+    if not path.is_file():
+        raise FerError(f"{path}: ONNX model does not exist")
+    try:
+        import onnxruntime
+    except ImportError:
+        raise FerError(f"{path}: running ONNX models needs onnxruntime (pip install -r requirements.txt)") from None
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types for bad files
+        raise FerError(f"{path}: not a readable ONNX model ({first_line(error)})") from None
+    name, mean, std, temperature = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
+    return OnnxModel(session=session, name=name, mean=mean, std=std, temperature=temperature)
+
+
+def model_file(model: str | os.PathLike) -> Path:
+    """The file behind `--model`: a shipped model's name, or a path."""
+    if str(model) in SHIPPED_MODELS:
+        path = PRETRAINED_DIR / f"{model}.pt"
+        if not path.is_file():
+            raise FerError(f"{path}: the shipped model '{model}' is missing from this installation")
+        return path
+    path = Path(model)
+    if not path.is_file():
+        raise FerError(f"{path}: no such model file, and not a shipped model ({', '.join(SHIPPED_MODELS)})")
+    return path
+
+
+def load_classifier(model: str | os.PathLike) -> Classifier:
+    """A shipped model by name; a .onnx file runs on ONNX Runtime; any other file is read as a checkpoint."""
+    path = model_file(model)
+    if path.suffix.lower() == ".onnx":
+        onnx_model = load_onnx(path)
+        return Classifier(onnx_model, onnx_model.name, onnx_model.mean, onnx_model.std, "onnx",
+                          onnx_model.temperature)
+    checkpoint = load_checkpoint(path)
+    network = model_from_checkpoint(checkpoint, source=str(path))
+    return Classifier(network, str(checkpoint["model"]), float(checkpoint["mean"]), float(checkpoint["std"]),
+                      "checkpoint", float(checkpoint.get("temperature", 1.0)))

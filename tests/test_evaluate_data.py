@@ -1,0 +1,96 @@
+"""`fer evaluate --data` (any model on any labelled data) and `fer calibrate` (temperature scaling)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import LABELS, USAGES, good_csv, gray_image, make_folder, sample_images, write_untrained_checkpoint
+from fer.cli import main
+from fer.emotions import EMOTIONS
+from fer.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
+from fer.models.checkpoint import load_checkpoint
+from fer.serving.classifier import load_classifier
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("model") / "basic.pt")
+
+
+def evaluate(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "result.json"
+    assert main(["evaluate", *args, "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_csv_all_rows_and_one_split(tmp_path: Path, checkpoint: Path) -> None:
+    csv = good_csv(tmp_path, "fer2013.csv.gz")
+    everything = evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint))
+    assert everything["images"] == len(USAGES)
+    private = evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint), "--split", "PrivateTest")
+    rows = [row for row, usage in enumerate(USAGES) if usage == "PrivateTest"]
+    predicted = load_classifier(checkpoint).predict_proba(sample_images()[rows]).argmax(axis=1)
+    labels = np.array(LABELS)[rows]
+    assert private["images"] == len(rows)
+    assert private["accuracy"] == round(float((predicted == labels).mean()), 6)
+    assert sum(scores["support"] for scores in private["per_class"].values()) == len(rows)
+
+
+def test_class_folders_in_any_spelling_and_unknown_ones_left_out(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    faces = make_folder(tmp_path / "faces", {
+        "Anger/a.png": gray_image(10), "happiness/b.jpg": gray_image(200, size=96), "sad/c.png": gray_image(90),
+        "sad/nested/d.png": gray_image(95), "contempt/e.png": gray_image(50), "contempt/f.png": gray_image(60),
+        "notes/readme.txt": b"not counted"})
+    result = evaluate(tmp_path, "--data", str(faces), "--model", str(checkpoint))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "contempt (2 images)" in err and "notes (0 images)" in err
+    assert result["images"] == 4
+    support = {emotion: scores["support"] for emotion, scores in result["per_class"].items()}
+    assert support == {**dict.fromkeys(EMOTIONS, 0), "Angry": 1, "Happy": 1, "Sad": 2}
+
+
+@pytest.mark.parametrize(("make", "args", "message"), [
+    (lambda root: good_csv(root), ["--split", "Validation"], "unknown --split 'Validation'"),
+    (lambda root: make_folder(root / "f", {"contempt/a.png": gray_image(1)}), [], "no class folders"),
+    (lambda root: make_folder(root / "f", {"fear/a.png": b"not an image"}), [], "a.png: not an image"),
+    (lambda root: root / "missing.csv", [], "missing.csv: no such file or folder"),
+])
+def test_bad_data_is_one_line(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str],
+                              make, args: list[str], message: str) -> None:
+    data = make(tmp_path)
+    assert main(["evaluate", "--data", str(data), "--model", str(checkpoint), *args]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # after the warning about the contempt folder, if any
+    assert error.startswith("fer: error: ") and message in error
+
+
+def test_fit_temperature_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 7)) * 3
+    true_probabilities = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(7, p=row) for row in true_probabilities])
+    overconfident = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    temperature = fit_temperature(log_probabilities(overconfident), labels)
+    assert temperature == pytest.approx(2.5, rel=0.1)
+    calibrated = np.exp(logits / temperature) / np.exp(logits / temperature).sum(axis=1, keepdims=True)
+    assert expected_calibration_error(calibrated, labels) < expected_calibration_error(overconfident, labels) / 3
+
+
+def test_calibrate_stores_the_temperature_and_keeps_every_prediction(tmp_path: Path, checkpoint: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    images = np.random.default_rng(1).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    np.save(data / "valid_images.npy", images)
+    np.save(data / "valid_labels.npy", np.arange(64, dtype=np.int64) % 7)
+    out = tmp_path / "calibrated.pt"
+    assert main(["calibrate", str(checkpoint), "--out", str(out), "--data", str(data), "--half"]) == 0
+    stored = load_checkpoint(out)
+    assert stored["temperature"] > 0 and stored["state_dict"]["features.0.weight"].dtype == torch.float16
+    before, after = load_classifier(checkpoint), load_classifier(out)
+    assert after.temperature == stored["temperature"]
+    assert np.array_equal(before.predict_proba(images).argmax(axis=1), after.predict_proba(images).argmax(axis=1))
