@@ -94,3 +94,13 @@ def test_calibrate_stores_the_temperature_and_keeps_every_prediction(tmp_path: P
     before, after = load_classifier(checkpoint), load_classifier(out)
     assert after.temperature == stored["temperature"]
     assert np.array_equal(before.predict_proba(images).argmax(axis=1), after.predict_proba(images).argmax(axis=1))
+
+
+def test_an_ensemble_averages_the_models_probabilities(tmp_path: Path, checkpoint: Path) -> None:
+    other = write_untrained_checkpoint(tmp_path / "other.pt", seed=1)
+    csv = good_csv(tmp_path)
+    both = evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint), str(other))
+    averaged = (load_classifier(checkpoint).predict_proba(sample_images())
+                + load_classifier(other).predict_proba(sample_images())) / 2
+    assert both["model"] == f"{checkpoint} + {other}"
+    assert both["accuracy"] == round(float((averaged.argmax(axis=1) == np.array(LABELS)).mean()), 6)

@@ -52,7 +52,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     if args.data is not None:
-        return _run_module("evaluate --data", data=args.data, model=args.model, split=args.split,
+        return _run_module("evaluate --data", data=args.data, models=args.model, split=args.split,
                            json_out=args.json, tta=args.tta)
     return _run_module("evaluate", params_path=args.params, models=args.models)
 
@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the pipeline's models to score (without --data)")
     evaluate.add_argument("--data", type=Path, metavar="PATH",
                           help="a FER-2013 CSV (.csv or .csv.gz) or a folder of class folders (angry/, happy/, ...)")
-    evaluate.add_argument("--model", default=SHIPPED_MODELS[0], metavar="M",
-                          help=f"with --data: a shipped model ({', '.join(SHIPPED_MODELS)}), checkpoint or .onnx")
+    evaluate.add_argument("--model", nargs="+", default=[SHIPPED_MODELS[0]], metavar="M",
+                          help=f"with --data: a shipped model ({', '.join(SHIPPED_MODELS)}), checkpoint or .onnx; "
+                          "several make an ensemble that averages their probabilities")
     evaluate.add_argument("--split", help="with a CSV: only the rows of this split (PrivateTest, PublicTest, ...)")
     evaluate.add_argument("--json", metavar="FILE", help="with --data: also write the results as JSON")
     evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="with --data: test-time augmentation")

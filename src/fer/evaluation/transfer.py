@@ -8,6 +8,7 @@ is taken as one face, read and resized to 48x48 grayscale exactly as `fer predic
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,19 +80,20 @@ def read_labelled(data: Path, split: str | None) -> tuple[np.ndarray, np.ndarray
     return read_labelled_csv(data, split)
 
 
-def score(model: str, data: Path, split: str | None = None, tta: str = "none") -> dict[str, Any]:
-    """Accuracy, macro-F1, the per-class report and calibration of `model` on the labelled data."""
+def score(models: Sequence[str], data: Path, split: str | None = None, tta: str = "none") -> dict[str, Any]:
+    """Accuracy, macro-F1, the per-class report and calibration on the labelled data, of one model
+    or of the ensemble of several (their calibrated probabilities averaged)."""
     images, labels = read_labelled(data, split)
-    classifier = load_classifier(model)
-    probabilities = classifier.predict_proba(images, tta=tta)
-    report = per_class_report(labels, probabilities.argmax(axis=1))
-    uncalibrated = (probabilities if classifier.temperature == 1.0
-                    else replace(classifier, temperature=1.0).predict_proba(images, tta=tta))
-    return {"model": str(model), "data": str(data), "split": split, "tta": tta, "images": len(labels),
-            "temperature": classifier.temperature,
-            "expected_calibration_error": round(expected_calibration_error(probabilities, labels), 6),
-            "expected_calibration_error_at_temperature_1": round(expected_calibration_error(uncalibrated, labels), 6),
-            **report}
+    classifiers = [load_classifier(model) for model in models]
+    probabilities = np.mean([c.predict_proba(images, tta=tta) for c in classifiers], axis=0)
+    uncalibrated = np.mean([replace(c, temperature=1.0).predict_proba(images, tta=tta) if c.temperature != 1.0
+                            else c.predict_proba(images, tta=tta) for c in classifiers], axis=0)
+    ece = {name: round(expected_calibration_error(p, labels), 6)
+           for name, p in (("expected_calibration_error", probabilities),
+                           ("expected_calibration_error_at_temperature_1", uncalibrated))}
+    return {"model": " + ".join(map(str, models)), "data": str(data), "split": split, "tta": tta,
+            "images": len(labels), "temperature": [c.temperature for c in classifiers], **ece,
+            **per_class_report(labels, probabilities.argmax(axis=1))}
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -106,9 +108,9 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(data: str | Path, model: str, split: str | None = None, json_out: str | None = None,
+def run(data: str | Path, models: Sequence[str], split: str | None = None, json_out: str | None = None,
         tta: str = "none") -> int:
-    result = score(model, Path(data), split, tta)
+    result = score(models, Path(data), split, tta)
     print(format_report(result))
     if json_out is not None:
         write_json(json_out, result)
