@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import log_loss
 
 from fer.atomic import write_json
 from fer.data.reading import read_csv
@@ -80,6 +81,10 @@ def read_labelled(data: Path, split: str | None) -> tuple[np.ndarray, np.ndarray
     return read_labelled_csv(data, split)
 
 
+def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return log_loss(labels, probabilities, labels=list(range(len(EMOTIONS))))
+
+
 def score(models: Sequence[str], data: Path, split: str | None = None, tta: str = "none") -> dict[str, Any]:
     """Accuracy, macro-F1, the per-class report and calibration on the labelled data, of one model
     or of the ensemble of several (their calibrated probabilities averaged)."""
@@ -88,9 +93,10 @@ def score(models: Sequence[str], data: Path, split: str | None = None, tta: str 
     probabilities = np.mean([c.predict_proba(images, tta=tta) for c in classifiers], axis=0)
     uncalibrated = np.mean([replace(c, temperature=1.0).predict_proba(images, tta=tta) if c.temperature != 1.0
                             else c.predict_proba(images, tta=tta) for c in classifiers], axis=0)
-    ece = {name: round(expected_calibration_error(p, labels), 6)
-           for name, p in (("expected_calibration_error", probabilities),
-                           ("expected_calibration_error_at_temperature_1", uncalibrated))}
+    # The log-loss is what temperature scaling minimises; the ECE is what a reader of probabilities feels.
+    ece = {f"{name}{suffix}": round(float(measure(p, labels)), 6)
+           for name, measure in (("expected_calibration_error", expected_calibration_error), ("log_loss", nll))
+           for suffix, p in (("", probabilities), ("_at_temperature_1", uncalibrated))}
     return {"model": " + ".join(map(str, models)), "data": str(data), "split": split, "tta": tta,
             "images": len(labels), "temperature": [c.temperature for c in classifiers], **ece,
             **per_class_report(labels, probabilities.argmax(axis=1))}

@@ -1,0 +1,66 @@
+"""The shipped models: they load from the package, fit the size budget, work with no --model, and
+still score what their model card says on the real FER-2013 (so a change to preprocessing,
+normalisation or inference that silently alters predictions fails here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA, gray_image, requires_shared_data
+from fer.choices import SHIPPED_MODELS
+from fer.cli import main
+from fer.evaluation.transfer import score
+from fer.serving.classifier import PRETRAINED_DIR, load_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+CARD = REPO / "docs" / "MODEL_CARD.md"
+FER2013_CSV = SHARED_DATA / "fer2013" / "fer2013.csv.gz"
+TOLERANCE = 0.002  # 0.2 percentage points
+SIZE_BUDGET = 25 * 2**20  # bytes, all shipped weights together
+
+
+def card_numbers(name: str) -> dict:
+    return json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
+
+
+def test_shipped_weights_fit_the_budget_and_are_the_only_model_files() -> None:
+    weights = sorted(PRETRAINED_DIR.glob("*.pt"))
+    assert [path.stem for path in weights] == sorted(SHIPPED_MODELS)
+    assert sum(path.stat().st_size for path in weights) <= SIZE_BUDGET
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_a_shipped_model_loads_by_name_with_its_temperature(name: str) -> None:
+    classifier = load_classifier(name)  # torch.load(weights_only=True) inside
+    assert classifier.temperature == pytest.approx(card_numbers(name)["temperature"])
+
+
+def test_predict_works_with_no_model_argument(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "face.png"), gray_image(120))
+    assert main(["predict", str(tmp_path / "face.png"), "--detector", "none", "--json", "-"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"]["path"] == SHIPPED_MODELS[0] and len(result["images"][0]["faces"]) == 1
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_the_card_quotes_the_recorded_numbers(name: str) -> None:
+    card = CARD.read_text()
+    for split, scores in card_numbers(name)["scores"].items():
+        assert f"{scores['accuracy']:.2%}" in card, f"{split} accuracy {scores['accuracy']:.2%} not in {CARD.name}"
+
+
+@requires_shared_data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+@pytest.mark.parametrize("split", ["PublicTest", "PrivateTest"])
+def test_the_shipped_model_still_scores_what_its_card_says(name: str, split: str) -> None:
+    recorded = card_numbers(name)
+    measured = score([name], FER2013_CSV, split, tta=recorded["tta"])
+    expected = recorded["scores"][split]
+    assert abs(measured["accuracy"] - expected["accuracy"]) <= TOLERANCE, (measured["accuracy"], expected)
+    assert abs(measured["macro_f1"] - expected["macro_f1"]) <= TOLERANCE, (measured["macro_f1"], expected)
