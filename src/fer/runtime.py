@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -18,10 +19,32 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+# CPU flags of native bf16 arithmetic. Without them bf16 autocast is emulated: a training step was
+# measured 12x slower than fp32 on an AVX2-only CPU, and 2x faster on one with AVX512-BF16.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively (Linux reports it in /proc/cpuinfo; elsewhere: no)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return not BF16_CPU_FLAGS.isdisjoint(flags)
+
+
 def resolve_precision(choice: str, device: torch.device) -> str:
+    """Training precision: 'auto' is bf16 autocast on CUDA and on CPUs with native bf16, else fp32."""
     if choice == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
     return choice
+
+
+def inference_precision(device: torch.device) -> str:
+    """Scoring precision: bf16 on CUDA; fp32 on a CPU, where scoring is cheap and fp32 keeps the
+    numbers independent of the CPU's bf16 support."""
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def set_cpu_threads(threads: int) -> int:

@@ -25,7 +25,7 @@ from fer.evaluation.inference import predict_proba
 from fer.layout import DATA_DIR, FIGURES_DIR, RunPaths
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
 from fer.params import DEFAULT_PARAMS, stage_params
-from fer.runtime import resolve_device, resolve_precision
+from fer.runtime import inference_precision, resolve_device
 
 EVAL_SPLITS = ("valid", "test")  # PublicTest and PrivateTest
 
@@ -71,7 +71,7 @@ def evaluate_model(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]],
     model = model_from_checkpoint(checkpoint, source=str(path))
     device = resolve_device(params["device"])
     options = {"mean": checkpoint["mean"], "std": checkpoint["std"], "batch_size": params["batch_size"],
-               "device": device, "precision": resolve_precision("auto", device)}
+               "device": device, "precision": inference_precision(device)}
     report: dict[str, Any] = {"best_epoch": checkpoint.get("epoch"), "tta": params["tta"]}
     test_predicted = np.zeros(0, dtype=np.int64)
     for split, (images, labels) in splits.items():
