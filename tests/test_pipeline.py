@@ -1,13 +1,14 @@
 """End to end: `dvc repro` of the whole pipeline in a temporary git repo, on a tiny synthetic set.
 
 The metrics must reproduce `tests/reference/tiny_profile.json`: exactly where the machine matches
-the one that recorded it (same torch build, CPU architecture and kernel ISA), and within
+the one that recorded it (same torch build, CPU model and kernel ISA), and within
 `TOLERANCE` elsewhere, since float kernels differ between CPUs. Regenerate the reference with
 `FER_UPDATE_REFERENCE=1 pytest tests/test_pipeline.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -40,8 +41,17 @@ SCORES = ("accuracy", "accuracy_tta", "macro_f1", "macro_f1_tta")
 pytestmark = pytest.mark.slow
 
 
+def cpu_model() -> str:
+    """The CPU's model name: float kernels differ between CPU models even at the same ISA level."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def machine_fingerprint() -> dict[str, str]:
-    return {"torch": torch.__version__, "machine": platform.machine(),
+    return {"torch": torch.__version__, "machine": platform.machine(), "cpu": cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
