@@ -1,4 +1,4 @@
-"""The `fer` command: one thin subcommand per pipeline stage, plus predict and export.
+"""The `fer` command: one thin subcommand per pipeline stage, plus predict, export and serve.
 
 Stage modules are imported only when their subcommand runs, so `fer preprocess` does not pay
 for importing torch. Every `FerError` becomes one line on stderr and exit status 2.
@@ -29,6 +29,7 @@ COMMAND_MODULES: dict[str, str] = {
     "calibrate": "fer.evaluation.calibration",
     "predict": "fer.serving.predict",
     "export": "fer.serving.export",
+    "serve": "fer.serving.server",
 }
 
 
@@ -68,6 +69,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     return _run_module("export", model=args.model, onnx_path=args.onnx)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return _run_module("serve", model=args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     export = command("export", _export, "export a checkpoint to ONNX with a dynamic batch size", params=False)
     export.add_argument("--model", default=SHIPPED_MODELS[0], help="a shipped model's name or a checkpoint")
     export.add_argument("--onnx", required=True, type=Path, help="ONNX file to write")
+
+    serve = command("serve", _serve, "serve a web page and a JSON API that classify faces in photos and webcam frames",
+                    params=False)
+    serve.add_argument("--model", default=SHIPPED_MODELS[0],
+                       help=f"a shipped model ({', '.join(SHIPPED_MODELS)}), a .pt checkpoint or an .onnx model")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    serve.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
+                       help="larger uploads get 413 (default: 10)")
     return parser
 
 

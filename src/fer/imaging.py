@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,7 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 
 # OpenCV's log prefix, e.g. "[ WARN:0@3.9] global grfmt_png.cpp:793 readFromStreamOrBuffer ".
 _OPENCV_LOG_PREFIX = re.compile(r"^\[\s*\w+:[\d@.]+\]\s+global\s+\S+\s+\S+\s+")
+_STDERR_LOCK = threading.Lock()
 
 
 class BadImage(Exception):
@@ -126,22 +128,42 @@ def _decode(data: bytes, flags: int) -> tuple[np.ndarray | None, str]:
     """Decode to BGR, catching what libpng and OpenCV print straight to file descriptor 2.
 
     Those messages would add lines to the one-line warning a bad file gets; instead the first of
-    them becomes part of that warning.
+    them becomes part of that warning. File descriptor 2 belongs to the whole process, so threads
+    (`fer serve` decodes uploads on several) take turns: interleaved redirections would leave
+    stderr pointing at another thread's closed sink.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-        except cv2.error:
-            image = None
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        complaints = sink.read(4096).decode("utf-8", "replace").strip().splitlines()
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+            except cv2.error:
+                image = None
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            sink.seek(0)
+            complaints = sink.read(4096).decode("utf-8", "replace").strip().splitlines()
     return image, _OPENCV_LOG_PREFIX.sub("", complaints[0].strip()) if complaints else ""
+
+
+def decode_image(data: bytes, unchanged: bool = False) -> np.ndarray:
+    """An encoded image (the bytes of a file or an upload) as `read_image` returns it; the format
+    is sniffed from the bytes and the header's size checked before anything is decoded."""
+    if not data:
+        raise BadImage("empty file")
+    width, height = image_size(data)
+    if width <= 0 or height <= 0:
+        raise BadImage(f"corrupt header (size {width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise BadImage(f"header says {width}x{height} pixels, over the {MAX_PIXELS // 10**6}-megapixel"
+                       " limit (a decompression bomb?); not decoded")
+    image, complaint = _decode(data, cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadImage(f"cannot decode ({complaint or 'corrupt or truncated image data'})")
+    return image
 
 
 def read_image(path: Path, unchanged: bool = False) -> np.ndarray:
@@ -156,16 +178,7 @@ def read_image(path: Path, unchanged: bool = False) -> np.ndarray:
         data = path.read_bytes()
     except OSError as error:
         raise BadImage(f"cannot read ({error.strerror or error})") from None
-    width, height = image_size(data)
-    if width <= 0 or height <= 0:
-        raise BadImage(f"corrupt header (size {width}x{height})")
-    if width * height > MAX_PIXELS:
-        raise BadImage(f"header says {width}x{height} pixels, over the {MAX_PIXELS // 10**6}-megapixel"
-                       " limit (a decompression bomb?); not decoded")
-    image, complaint = _decode(data, cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR)
-    if image is None:
-        raise BadImage(f"cannot decode ({complaint or 'corrupt or truncated image data'})")
-    return image
+    return decode_image(data, unchanged)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -234,21 +234,27 @@ def predict_images(sources: Sequence[Source], classifier: Classifier, detector: 
     return results, failures
 
 
+def face_json(face: Face) -> dict[str, Any]:
+    x, y, width, height = face.box
+    return {"box": {"x": x, "y": y, "w": width, "h": height}, "emotion": face.emotion,
+            "score": round(face.score, 6),
+            "probabilities": {name: round(float(p), 6) for name, p in zip(EMOTIONS, face.probabilities)}}
+
+
+def image_json(width: int, height: int, faces: Sequence[Face]) -> dict[str, Any]:
+    """One image's entry without its path: also the body of `fer serve`'s POST /api/predict."""
+    return {"width": width, "height": height, "faces": [face_json(face) for face in faces]}
+
+
 def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]], classifier: Classifier,
             model_path: str, detector: str, tta: str) -> dict[str, Any]:
-    def face_json(face: Face) -> dict[str, Any]:
-        x, y, width, height = face.box
-        return {"box": {"x": x, "y": y, "w": width, "h": height}, "emotion": face.emotion,
-                "score": round(face.score, 6),
-                "probabilities": {name: round(float(p), 6) for name, p in zip(EMOTIONS, face.probabilities)}}
-
     return {
         "model": {"path": str(model_path), "name": classifier.name, "kind": classifier.kind},
         "detector": detector,
         "tta": tta,
         "emotions": list(EMOTIONS),
-        "images": [{"path": str(result.source.path), "width": result.width, "height": result.height,
-                    "faces": [face_json(face) for face in result.faces]} for result in results],
+        "images": [{"path": str(result.source.path), **image_json(result.width, result.height, result.faces)}
+                   for result in results],
         "failed": [{"path": str(source.path), "error": problem} for source, problem in failures],
         "summary": {"images": len(results), "faces": sum(len(result.faces) for result in results),
                     "failed": len(failures)},

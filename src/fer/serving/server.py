@@ -1,0 +1,265 @@
+"""`fer serve`: a web page and a JSON API that classify the faces in uploaded photos and webcam frames.
+
+One process loads the model once. `POST /api/predict` takes one image as the multipart field
+`file` and answers with that image's entry of `fer predict --json` (width, height, and each
+face's box, emotion, score and probabilities); `GET /api/health` names the model and the classes;
+FastAPI documents the API at /docs. The page and its script are files inside this package, held
+in memory and served by name from a fixed table, so no request names a path on disk and the page
+needs nothing from the network.
+
+Uploads are bytes: the format is sniffed from them (never from the file name), the header's size
+is checked before decoding (`fer.imaging.decode_image`), and the body is counted as it arrives,
+so an upload over the limit is refused with 413 without being stored whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from fer.choices import SHIPPED_MODELS
+from fer.emotions import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+from fer.errors import FerError
+from fer.imaging import BadImage, decode_image, to_gray
+from fer.serving.classifier import Classifier, load_classifier
+from fer.serving.faces import Detector, find_faces, make_detector
+from fer.serving.predict import Face, image_json
+
+DETECTOR = "haar"
+DEFAULT_MAX_UPLOAD_MB = 10.0
+# Room for the multipart envelope (boundaries, part headers, a long file name) around the file
+# itself, so that a file of exactly the limit is not refused for its wrapping.
+ENVELOPE_BYTES = 64 * 1024
+STATIC_DIR = Path(__file__).parent / "static"
+# The only files the app serves: name in the URL -> content type. Nothing else is ever read.
+STATIC_TYPES: dict[str, str] = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+# The page may load only what the app itself serves; camera frames and previews are blob: URLs.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+                           "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    width: int
+    height: int
+    faces: list[Face]
+
+
+def predict_bytes(data: bytes, classifier: Classifier, detector: Detector) -> Prediction:
+    """The prediction path for one encoded image: decode, find faces, classify them in one batch.
+    Raises BadImage when the bytes are not a usable image."""
+    image = decode_image(data)
+    height, width = image.shape[:2]
+    found = find_faces(to_gray(image), detector)
+    probabilities = np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    if found:
+        probabilities = classifier.predict_proba(np.stack([crop for _, crop in found]))
+    return Prediction(width, height, [Face(box, p) for (box, _), p in zip(found, probabilities)])
+
+
+class UploadTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"upload is over the {format_megabytes(limit)} limit")
+
+
+def format_megabytes(size: int) -> str:
+    return f"{size / 2**20:g} MB"
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a body over `limit` bytes with 413, by its Content-Length before
+    reading, or, when the length is not declared (or lies), as soon as the bytes received pass it."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int, shown_limit: int) -> None:
+        self.app, self.limit, self.shown_limit = app, limit, shown_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _send_json(send, 413, UploadTooLarge(self.shown_limit).detail)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # An HTTPException passes through FastAPI's body parsing and becomes the response.
+                raise UploadTooLarge(self.shown_limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _one_line(error: RequestValidationError) -> str:
+    """FastAPI's list of validation problems as one line; the usual one is a missing `file`."""
+    problems = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem.get("loc", ()))
+        if problem.get("type") == "missing" and where == "body.file":
+            return "no image in the request: send it as the multipart/form-data field 'file'"
+        problems.append(f"{where}: {problem.get('msg', 'invalid')}")
+    return " ".join("; ".join(problems).split()) or "invalid request"
+
+
+def _static_files() -> dict[str, bytes]:
+    return {name: (STATIC_DIR / name).read_bytes() for name in STATIC_TYPES}
+
+
+def model_label(model: str | os.PathLike) -> str:
+    """What /api/health calls the model: a shipped model's name, or the file's name (not its folder)."""
+    return str(model) if str(model) in SHIPPED_MODELS else Path(model).name
+
+
+def create_app(classifier: Classifier, label: str, max_upload_bytes: int,
+               detector: Detector | None = None) -> FastAPI:
+    """The app around a loaded classifier; `label` is the model's name in /api/health."""
+    detector = detector or make_detector(DETECTOR)
+    # One prediction at a time: torch and OpenCV already use every core for one image, and a
+    # queue keeps the event loop free to answer the others.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-predict")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        worker.shutdown(wait=True)
+
+    app = FastAPI(title="fer serve", version="1", lifespan=lifespan,
+                  description="Facial-emotion recognition: faces, boxes and the probability of each of "
+                              f"{NUM_CLASSES} emotions for one image per request.")
+    app.add_middleware(BodyLimit, limit=max_upload_bytes + ENVELOPE_BYTES, shown_limit=max_upload_bytes)
+    static = _static_files()
+    health = {"status": "ok", "model": {"name": label, "architecture": classifier.name, "kind": classifier.kind,
+                                        "temperature": classifier.temperature},
+              "classes": list(EMOTIONS), "detector": DETECTOR, "face_size": IMAGE_SIZE,
+              "max_upload_bytes": max_upload_bytes}
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Any, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(error)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return _static_response(static, "index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static_file(name: str) -> Response:
+        if name not in static:
+            raise HTTPException(404, f"no static file '{name[:80]}'")
+        return _static_response(static, name)
+
+    @app.get("/api/health", summary="the model and the classes it predicts")
+    async def api_health() -> dict[str, Any]:
+        return health
+
+    @app.post("/api/predict", summary="the faces in one image, each with its emotion probabilities",
+              responses={413: {"description": "the upload is over the size limit"},
+                         422: {"description": "not a usable image (reason in `detail`), or no `file` field"}})
+    async def api_predict(file: Annotated[UploadFile, File(description="a JPEG, PNG, BMP, WebP or TIFF image")]
+                          ) -> JSONResponse:
+        data = await file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise UploadTooLarge(max_upload_bytes)
+        start = time.perf_counter()
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                worker, predict_bytes, data, classifier, detector)
+        except BadImage as problem:
+            raise HTTPException(422, " ".join(str(problem).split())) from None
+        body = image_json(result.width, result.height, result.faces)
+        body["elapsed_ms"] = round((time.perf_counter() - start) * 1000, 1)
+        return JSONResponse(body)
+
+    return app
+
+
+def _static_response(static: dict[str, bytes], name: str) -> Response:
+    return Response(static[name], media_type=STATIC_TYPES[name],
+                    headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache",
+                             "X-Content-Type-Options": "nosniff"})
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, so that a busy port is a one-line error and port 0 picks a free one."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise FerError(f"--host {host}: cannot resolve ({error.strerror})") from None
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise FerError(f"{host}:{port}: cannot listen ({error.strerror or error})") from None
+    sock.listen(128)
+    return sock
+
+
+def _warm_up(classifier: Classifier, detector: Detector) -> None:
+    """Run each step once, so that the first request does not pay for lazily built kernels and buffers."""
+    classifier.predict_proba(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+    ok, blank = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
+    if ok:
+        predict_bytes(blank.tobytes(), classifier, detector)
+
+
+def _check_options(port: int, max_upload_mb: float) -> int:
+    """The upload limit in bytes; bad numbers are usage errors found before the model loads."""
+    if not 0 <= port <= 65535:
+        raise FerError(f"--port must be between 0 and 65535, got {port}")
+    if not 0 < max_upload_mb <= 1024:
+        raise FerError(f"--max-upload-mb must be above 0 and at most 1024, got {max_upload_mb:g}")
+    return int(max_upload_mb * 2**20)
+
+
+def run(model: str | os.PathLike = SHIPPED_MODELS[0], host: str = "127.0.0.1", port: int = 8000,
+        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> int:
+    import uvicorn
+
+    max_upload_bytes = _check_options(port, max_upload_mb)
+    classifier = load_classifier(model)
+    detector = make_detector(DETECTOR)
+    _warm_up(classifier, detector)
+    app = create_app(classifier, model_label(model), max_upload_bytes, detector)
+    sock = listen(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"fer serve: {model_label(model)} ({classifier.name}, {classifier.kind}) at http://{shown}:{bound_port}/ "
+          f"(API docs at /docs; Ctrl+C stops)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
+    return 0
