@@ -175,6 +175,9 @@ class ShortEpoch:
     def batches(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return itertools.islice(self.loader.batches(seed), self.batch_count)
 
+    def global_size(self, step: int) -> int:
+        return self.loader.global_size(step)
+
 
 def prepare_ours(setup: Setup, precision: str) -> TimedPass:
     """(a): the real training epoch, loader and augmentation included."""

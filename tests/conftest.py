@@ -2,12 +2,15 @@
 small hand-made datasets (CSV rows, image folders, arrays) that several test modules build."""
 
 import gzip
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from fer.emotions import EMOTIONS, IMAGE_SIZE
 
@@ -17,6 +20,7 @@ requires_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"the real FER-2013 data is not at {SHARED_DATA} (a fresh clone has none)")
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the environment's dvc and fer
 
 
 def committed_params_text() -> str:
@@ -113,3 +117,21 @@ def write_untrained_checkpoint(path: Path, model: str = "basic", seed: int = 0) 
     save_checkpoint(path, {"model": model, "dropout": 0.0, "state_dict": build_model(model).state_dict(),
                            "mean": 0.5, "std": 0.25})
     return path
+
+
+def dvc(repo: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def set_params(repo: Path, changes: dict[str, dict]) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for block, values in changes.items():
+        params[block].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

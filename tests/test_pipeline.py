@@ -14,18 +14,15 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from conftest import committed_params_text
+from conftest import BIN, committed_params_text, dvc, git, set_params
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference" / "tiny_profile.json"
-BIN = Path(sys.executable).parent
 TOLERANCE = 0.08  # absolute, on accuracies and F1 scores, for machines other than the reference one
 # The tiny profile: the default params.yaml with these blocks changed.
 TINY_PROFILE = {
@@ -53,24 +50,6 @@ def cpu_model() -> str:
 def machine_fingerprint() -> dict[str, str]:
     return {"torch": torch.__version__, "machine": platform.machine(), "cpu": cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-
-
-def dvc(repo: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-
-
-def set_params(repo: Path, changes: dict[str, dict]) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for block, values in changes.items():
-        params[block].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture(scope="module")

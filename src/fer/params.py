@@ -92,8 +92,13 @@ TRAIN_SCHEMA: dict[str, Any] = {
     "compile": _boolean,
     "threads": _integer(0),
     "eval_batch_size": _integer(1),
+    "processes": _integer(1),
+    "sync_batchnorm": _boolean,
     "augment": AUGMENT_SCHEMA,
 }
+
+# Keys added after parameter files were in use: a `train:` block without them takes these values.
+TRAIN_DEFAULTS: dict[str, Any] = {"processes": 1, "sync_batchnorm": False}
 
 # Keys that only make sense per model; everything else is inherited from `train:`.
 MODEL_ONLY_SCHEMA: dict[str, Any] = {"dropout": _number(0.0, 0.95),
@@ -180,11 +185,14 @@ def model_params(model: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any
     for block in ("train", model):
         if block not in params:
             raise FerError(f"{path}: block '{block}' is missing")
-    _validate(params["train"], TRAIN_SCHEMA, "train", str(path), partial=False)
+    shared = params["train"]
+    if isinstance(shared, dict):
+        shared = {**TRAIN_DEFAULTS, **shared}
+    _validate(shared, TRAIN_SCHEMA, "train", str(path), partial=False)
     own = params[model] or {}
     model_schema = {**TRAIN_SCHEMA, **MODEL_ONLY_SCHEMA}
     _validate(own, model_schema, model, str(path), partial=True)
-    merged = merge(params["train"], own)
+    merged = merge(shared, own)
     merged.setdefault("dropout", 0.0)
     merged.setdefault("width", 1.0)
     return merged

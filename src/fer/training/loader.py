@@ -4,6 +4,10 @@ No torch DataLoader and no per-sample Python: an epoch is a seeded permutation, 
 index into the resident tensor, and all augmentations are tensor ops on the batch. The same code
 runs on CPU or CUDA tensors. All randomness comes from one generator seeded per epoch, so an
 epoch's batches depend only on (seed, epoch) and a resumed run replays them exactly.
+
+In data-parallel training every process draws the same permutation and the same augmentation
+parameters for the whole global batch, then keeps a contiguous share of its rows: the images each
+sample sees, and how each is augmented, do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -65,9 +69,11 @@ def _sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor
     return grid.view(theta.shape[0], height, width, 2)
 
 
-def _erase(x: torch.Tensor, probability: float, g: torch.Generator) -> torch.Tensor:
-    """Random erasing, in place: zero (the dataset mean after normalisation) one rectangle in chosen images."""
-    n, device = x.shape[0], x.device
+def _erase(x: torch.Tensor, probability: float, g: torch.Generator, rows: slice, n: int) -> torch.Tensor:
+    """Random erasing, in place: zero (the dataset mean after normalisation) one rectangle in chosen images.
+
+    `x` holds rows `rows` of a batch of `n`: the rectangles are drawn for all `n`, as in `augment_batch`."""
+    device = x.device
     area = _uniform(n, 0.02, 0.25, g, device) * IMAGE_SIZE * IMAGE_SIZE
     aspect = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), g, device))
     height = (area * aspect).sqrt().clamp(1, IMAGE_SIZE)
@@ -76,30 +82,46 @@ def _erase(x: torch.Tensor, probability: float, g: torch.Generator) -> torch.Ten
     left = torch.rand(n, generator=g, device=device) * (IMAGE_SIZE - width)
     chosen = torch.rand(n, generator=g, device=device) < probability
     coords = torch.arange(IMAGE_SIZE, device=device, dtype=torch.float32)
-    rows = (coords >= top[:, None]) & (coords < (top + height)[:, None]) & chosen[:, None]
+    inside = (coords >= top[:, None]) & (coords < (top + height)[:, None]) & chosen[:, None]
     cols = (coords >= left[:, None]) & (coords < (left + width)[:, None])
-    return x.masked_fill_((rows[:, :, None] & cols[:, None, :]).unsqueeze(1), 0.0)
+    return x.masked_fill_((inside[:, :, None] & cols[:, None, :])[rows].unsqueeze(1), 0.0)
 
 
-def augment_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator) -> torch.Tensor:
-    """Apply the configured augmentations to a normalised (B,1,48,48) batch, which may be overwritten."""
+def augment_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator,
+                  rows: slice = slice(None), total: int | None = None) -> torch.Tensor:
+    """Apply the configured augmentations to a normalised (B,1,48,48) batch, which may be overwritten.
+
+    `x` may be rows `rows` of a global batch of `total` images (one process's share): the parameters
+    are drawn for all `total` and sliced, so an image's augmentation does not depend on the share."""
+    total = x.shape[0] if total is None else total
     identity = (augment["crop"] == "none" and not augment["flip"]
                 and augment["rotate_degrees"] == 0 and augment["translate"] == 0)
     if not identity:
-        theta = _affine_thetas(x.shape[0], augment, g, x.device)
+        theta = _affine_thetas(total, augment, g, x.device)[rows]
         grid = _sampling_grid(theta, x.shape[2], x.shape[3])
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if augment["erase_prob"] > 0:
-        x = _erase(x, augment["erase_prob"], g)
+        x = _erase(x, augment["erase_prob"], g, rows, total)
     return x
 
 
+def share(count: int, rank: int, processes: int) -> slice:
+    """Rank `rank`'s contiguous rows of a batch of `count`, split as torch.tensor_split does: the first
+    `count % processes` ranks take one more, so rank 0 is never empty and the sizes differ by at most one."""
+    base, extra = divmod(count, processes)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
 class BatchLoader:
-    """Iterate one split in batches; the images stay resident on the device as uint8."""
+    """Iterate one split in batches; the images stay resident on the device as uint8.
+
+    With `processes` > 1, `batch_size` is the global batch and each batch holds this `rank`'s share of it."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int,
                  mean: float, std: float, channels_last: bool = True,
-                 augment: dict[str, Any] | None = None, shuffle: bool = False) -> None:
+                 augment: dict[str, Any] | None = None, shuffle: bool = False,
+                 rank: int = 0, processes: int = 1) -> None:
         self.images = torch.from_numpy(images).to(device)
         self.labels = torch.from_numpy(labels).to(device)
         self.device = device
@@ -108,9 +130,14 @@ class BatchLoader:
         self.channels_last = channels_last
         self.augment = augment
         self.shuffle = shuffle
+        self.rank, self.processes = rank, processes
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
+
+    def global_size(self, step: int) -> int:
+        """The number of images in global batch `step` (from 0), over all processes."""
+        return min(self.batch_size, len(self.images) - step * self.batch_size)
 
     def batches(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -119,9 +146,10 @@ class BatchLoader:
                  else torch.arange(count, device=self.device))
         for start in range(0, count, self.batch_size):
             index = order[start:start + self.batch_size]
-            x = normalize(self.images[index], self.mean, self.std, channels_last=False)
+            rows = share(len(index), self.rank, self.processes)
+            x = normalize(self.images[index[rows]], self.mean, self.std, channels_last=False)
             if self.augment is not None:
-                x = augment_batch(x, self.augment, generator)
+                x = augment_batch(x, self.augment, generator, rows, len(index))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[index]
+            yield x, self.labels[index[rows]]

@@ -4,6 +4,9 @@ Every epoch appends a row to the curves CSV and atomically rewrites `last.pt`; `
 epoch with the highest validation (PublicTest) accuracy. The test split is never read here.
 Each epoch's randomness (shuffle, augmentation, dropout) is seeded from (seed, epoch), so a run
 killed and started again resumes from `last.pt` and ends exactly where an uninterrupted run would.
+
+Under torchrun, or with `train.processes` > 1, the same code trains data-parallel (see
+fer.training.distributed): `batch_size` stays the global batch, and rank 0 alone validates and writes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
 from fer.data.arrays import load_split
+from fer.errors import FerError
 from fer.layout import DATA_DIR, RunPaths
 from fer.models.checkpoint import load_checkpoint, save_checkpoint
 from fer.models.inputs import train_statistics
@@ -32,6 +36,8 @@ from fer.models.networks import build_model
 from fer.params import DEFAULT_PARAMS, model_params
 from fer.runtime import resolve_device, resolve_precision, set_cpu_threads
 from fer.sources import code_files
+from fer.training import distributed
+from fer.training.distributed import ONE_PROCESS, World
 from fer.training.loader import BatchLoader
 
 CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
@@ -39,11 +45,11 @@ CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"
 
 def _fingerprint(params: dict[str, Any], arrays: list[np.ndarray]) -> str:
     """What a resumable last.pt must match: parameters, data and code. The epoch count is left out
-    under the exponential schedule, whose rates do not depend on it, so a finished run can be extended."""
+    under the exponential schedule, whose rates do not depend on it, so a finished run can be extended;
+    the process count always, as the global batch does not change with it: a run may resume on more or fewer."""
     digest = hashlib.sha256()
-    extendable = params["schedule"] == "exponential"
-    digest.update(json.dumps({k: v for k, v in params.items() if k != "epochs" or not extendable},
-                             sort_keys=True).encode())
+    left_out = {"processes"} | ({"epochs"} if params["schedule"] == "exponential" else set())
+    digest.update(json.dumps({k: v for k, v in params.items() if k not in left_out}, sort_keys=True).encode())
     for array in arrays:
         digest.update(np.ascontiguousarray(array).data)
     for path in code_files(__name__):
@@ -55,13 +61,27 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+def _backward_loss(loss: torch.Tensor, logits: torch.Tensor, size: int, total: int, processes: int) -> torch.Tensor:
+    """What this process back-propagates for its share of `size` images of a global batch of `total`.
+
+    DDP averages the processes' gradients; weighting each share's mean loss by its size relative to
+    an equal split makes that average the gradient of the global batch's mean loss, also when the
+    shares differ (the last batch). An empty share still joins the all-reduce, with zero gradients."""
+    if processes == 1:
+        return loss
+    if size == 0:
+        return logits.sum() * 0.0
+    return loss * (size * processes / total)
+
+
 def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
                     criterion: nn.Module, seed: int, precision: str, progress: tqdm, *,
                     step_scheduler: LRScheduler | None = None,
-                    ema: AveragedModel | None = None) -> tuple[float, float]:
+                    ema: AveragedModel | None = None, world: World = ONE_PROCESS) -> tuple[float, float]:
     """One pass over the shuffled, augmented training split; returns (mean loss, accuracy).
 
-    `step_scheduler` is stepped after every batch and `ema` averaged after every batch, when given."""
+    `step_scheduler` is stepped after every batch and `ema` averaged after every batch, when given.
+    With several processes, `loader` yields this rank's shares and the results cover all ranks."""
     model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
@@ -73,20 +93,24 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
             logits = model(x)
             loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        _backward_loss(loss, logits, len(y), loader.global_size(step - 1), world.size).backward()
         optimizer.step()
         if step_scheduler is not None:
             step_scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
         # Accumulate on the device: reading a value here would stall a GPU every step.
-        loss_sum += loss.detach().float() * len(y)
+        if len(y):  # an empty share's mean loss is NaN
+            loss_sum += loss.detach().float() * len(y)
         correct += (logits.detach().argmax(dim=1) == y).sum()
         seen += len(y)
         progress.update(1)
-        if device.type == "cpu" and step % 10 == 0:
+        if device.type == "cpu" and step % 10 == 0 and not progress.disable:
             progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                                  img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    if world.size > 1:
+        loss_sum, correct, total = distributed.sum_over_ranks(loss_sum, correct, torch.tensor(seen, device=device))
+        seen = int(total.item())
     mean_loss, accuracy = loss_sum.item() / seen, correct.item() / seen  # the epoch's one sync
     progress.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}",
                          img_s=f"{seen / (time.perf_counter() - started):.0f}")
@@ -160,12 +184,28 @@ def _make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
 
 def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR,
         paths: RunPaths | None = None) -> dict[str, Any]:
+    """Train one model; returns the summary (an empty dict on ranks other than 0)."""
     params = model_params(name, params_path)
-    paths = paths or RunPaths.for_model(name)
+    if params["processes"] > 1 and not distributed.launched():
+        # The stage command stays `fer train MODEL`: it starts its workers, which come back here.
+        return distributed.launch(params["processes"], run, name, params_path, data_dir, paths)
     device = resolve_device(params["device"])
+    world = ONE_PROCESS
+    if distributed.launched():
+        world, device = distributed.join(device)
+    summary = _train(name, params, data_dir, paths or RunPaths.for_model(name), device, world)
+    distributed.leave(world)
+    return summary
+
+
+def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, device: torch.device,
+           world: World) -> dict[str, Any]:
     precision = resolve_precision(params["precision"], device)
     if device.type == "cpu":
-        set_cpu_threads(params["threads"])
+        set_cpu_threads(distributed.cpu_threads(params["threads"], world))
+    if params["batch_size"] < world.size:
+        raise FerError(f"train.batch_size {params['batch_size']} is the global batch: it must be at least "
+                       f"the number of processes ({world.size})")
     train_images, train_labels = load_split(data_dir, "train")
     valid_images, valid_labels = load_split(data_dir, "valid")
     # The normalisation statistics come from train alone and travel inside every checkpoint.
@@ -173,12 +213,14 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
     fingerprint = _fingerprint(params, [train_images, train_labels, valid_images, valid_labels])
 
     train_loader = BatchLoader(train_images, train_labels, device, params["batch_size"], mean, std,
-                               params["channels_last"], augment=params["augment"], shuffle=True)
+                               params["channels_last"], augment=params["augment"], shuffle=True,
+                               rank=world.rank, processes=world.size)
     valid_loader = BatchLoader(valid_images, valid_labels, device, params["eval_batch_size"], mean, std,
                                params["channels_last"])
 
     torch.manual_seed(params["seed"])
-    model = build_model(name, dropout=params["dropout"], width=params["width"]).to(device)
+    model = build_model(name, dropout=params["dropout"], width=params["width"])
+    model = distributed.sync_batchnorm(model, world, params["sync_batchnorm"]).to(device)
     if params["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(model, params, device)
@@ -186,7 +228,7 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
     ema = _make_ema(model, params["ema_decay"])
     criterion = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
 
-    state = _resumable(paths, fingerprint, params["epochs"])
+    state = distributed.from_main(_resumable(paths, fingerprint, params["epochs"]) if world.main else None, world)
     history: list[dict[str, Any]] = []
     best = {"val_acc": -1.0, "epoch": 0}
     if state is not None:
@@ -196,24 +238,31 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
         if ema is not None:
             ema.load_state_dict(state["ema"])
         history, best = list(state["history"]), dict(state["best"])
-    step_model = torch.compile(model) if params["compile"] and device.type == "cuda" else model
+    trained = distributed.wrap(model, world, device, params["sync_batchnorm"])
+    step_model = torch.compile(trained) if params["compile"] and device.type == "cuda" else trained
     kept = model if ema is None else ema.module  # the weights that are validated and saved
+    # Rank 0 validates alone, so outside DDP, whose forward would wait for the other ranks.
+    evaluated = step_model if ema is None and not world.launched else kept
 
     plain = {"model": name, "dropout": float(params["dropout"]), "width": float(params["width"]),
              "mean": mean, "std": std, "params": params, "fingerprint": fingerprint}
     for epoch in range(len(history) + 1, params["epochs"] + 1):
         started = time.perf_counter()
-        torch.manual_seed(_epoch_seed(params["seed"], epoch))  # dropout's randomness
+        # Dropout's randomness; a stream per rank, so that ranks do not repeat each other's masks.
+        torch.manual_seed(_epoch_seed(params["seed"], epoch) * world.size + world.rank)
         lr = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_loader), desc=f"{name} epoch {epoch}/{params['epochs']}",
-                  leave=False, disable=None) as progress:
+                  leave=False, disable=None if world.main else True) as progress:
             train_loss, train_acc = train_one_epoch(
                 step_model, train_loader, optimizer, criterion, _epoch_seed(params["seed"], epoch), precision,
-                progress, step_scheduler=scheduler if per_batch else None, ema=ema)
+                progress, step_scheduler=scheduler if per_batch else None, ema=ema, world=world)
         train_seconds = time.perf_counter() - started
-        val_loss, val_acc = validate(step_model if ema is None else kept, valid_loader, criterion, precision)
+        if world.main:
+            val_loss, val_acc = validate(evaluated, valid_loader, criterion, precision)
         if not per_batch:
             scheduler.step()
+        if not world.main:
+            continue
         history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
                         "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": float(f"{lr:.8g}"),
                         "seconds": round(time.perf_counter() - started, 3), "train_seconds": train_seconds})
@@ -228,8 +277,10 @@ def run(name: str, params_path: Path = DEFAULT_PARAMS, data_dir: Path = DATA_DIR
         tqdm.write(f"{name} epoch {epoch:>3}/{params['epochs']}: train loss {train_loss:.4f} acc {train_acc:.4f}"
                    f" | val loss {val_loss:.4f} acc {val_acc:.4f} | lr {lr:.5f} | {history[-1]['seconds']:.1f}s "
                    f"({len(train_images) / train_seconds:.0f} img/s)")
+    if not world.main:
+        return {}
     _write_curves(paths.curves, history)  # also when a killed run had nothing left to train
-    return _write_summary(paths, history, best, len(train_images), device, precision)
+    return _write_summary(paths, history, best, len(train_images), device, precision, world.size)
 
 
 # The summary's numbers worth comparing across experiments; the rest stays in the summary file.
@@ -237,7 +288,7 @@ METRIC_KEYS = ("best_epoch", "wall_seconds", "train_images_per_second")
 
 
 def _write_summary(paths: RunPaths, history: list[dict[str, Any]], best: dict[str, Any], train_size: int,
-                   device: torch.device, precision: str) -> dict[str, Any]:
+                   device: torch.device, precision: str, processes: int) -> dict[str, Any]:
     train_seconds = sum(h["train_seconds"] for h in history)
     summary = {
         "best_epoch": best["epoch"],
@@ -248,6 +299,7 @@ def _write_summary(paths: RunPaths, history: list[dict[str, Any]], best: dict[st
         "train_images_per_second": round(train_size * len(history) / train_seconds, 1) if train_seconds else None,
         "device": device.type,
         "precision": precision,
+        "processes": processes,
     }
     write_json(paths.train_summary, summary)
     write_json(paths.train_metrics, {key: summary[key] for key in METRIC_KEYS})
