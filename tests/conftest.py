@@ -3,8 +3,11 @@ small hand-made datasets (CSV rows, image folders, arrays) that several test mod
 
 import gzip
 import os
+import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -135,3 +138,29 @@ def set_params(repo: Path, changes: dict[str, dict]) -> None:
     for block, values in changes.items():
         params[block].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_pipeline_repo(repo: Path, profile: dict[str, dict]) -> Path:
+    """A git + DVC repository holding this checkout's pipeline and code, `profile` laid over the
+    committed params.yaml, and `dvc repro` run once."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, repo / name)
+    (repo / "params.yaml").write_text(committed_params_text())
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "test@example.invalid")
+    git(repo, "config", "user.name", "test")
+    dvc(repo, "init", "-q")
+    dvc(repo, "config", "core.analytics", "false")
+    set_params(repo, profile)
+    dvc(repo, "repro")
+    return repo
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A structurally valid, tiny PNG whose header claims width x height pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, committed_params_text, dvc, git, set_params
+from conftest import BIN, dvc, git, make_pipeline_repo
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference" / "tiny_profile.json"
@@ -54,19 +54,7 @@ def machine_fingerprint() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pipeline_repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, repo / name)
-    (repo / "params.yaml").write_text(committed_params_text())
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    git(repo, "init", "-q")
-    git(repo, "config", "user.email", "test@example.invalid")
-    git(repo, "config", "user.name", "test")
-    dvc(repo, "init", "-q")
-    dvc(repo, "config", "core.analytics", "false")
-    set_params(repo, TINY_PROFILE)
-    dvc(repo, "repro")
-    return repo
+    return make_pipeline_repo(tmp_path_factory.mktemp("pipeline"), TINY_PROFILE)
 
 
 def read_scores(repo: Path) -> dict[str, dict[str, float]]:

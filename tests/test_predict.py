@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, requires_shared_data
+from conftest import SHARED_DATA, png_claiming, requires_shared_data
 from fer.cli import main
 from fer.emotions import EMOTIONS
 from fer.imaging import BadImage, image_size, read_image
@@ -107,15 +106,6 @@ def test_scene_faces_are_found_where_they_were_pasted(checkpoint, tmp_path, capf
         assert max(iou((x, y, side, side), box) for box in boxes) > 0.3, (x, y, side, boxes)
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A structurally valid, tiny PNG whose header claims width x height pixels."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\0" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
 def _jpeg_claiming(width: int, height: int) -> bytes:
     """A real small JPEG with its frame header's size rewritten."""
     data = bytearray(cv2.imencode(".jpg", smooth_image(32, 32, seed=2))[1].tobytes())
@@ -128,7 +118,7 @@ def test_header_sizes_are_read_without_decoding():
     image = smooth_image(30, 50, seed=3)
     for suffix in (".png", ".jpg", ".bmp", ".webp", ".tif"):
         assert image_size(cv2.imencode(suffix, image)[1].tobytes()) == (50, 30), suffix
-    assert image_size(_png_claiming(100_000, 100_000)) == (100_000, 100_000)
+    assert image_size(png_claiming(100_000, 100_000)) == (100_000, 100_000)
     assert image_size(_jpeg_claiming(60_000, 50_000)) == (60_000, 50_000)
 
 
@@ -141,7 +131,7 @@ def test_bad_files_are_skipped_with_one_warning_each(checkpoint, tmp_path, capfd
         "empty.png": b"",
         "truncated.jpg": jpeg[:len(jpeg) // 2],
         "truncated.png": png[:len(png) // 2],
-        "bomb.png": _png_claiming(100_000, 100_000),
+        "bomb.png": png_claiming(100_000, 100_000),
         "bomb.jpg": _jpeg_claiming(60_000, 50_000),
     }
     for name, data in bad.items():
@@ -160,7 +150,7 @@ def test_bad_files_are_skipped_with_one_warning_each(checkpoint, tmp_path, capfd
 
 def test_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_claiming(100_000, 100_000))
+    path.write_bytes(png_claiming(100_000, 100_000))
     monkeypatch.setattr(cv2, "imdecode", lambda *args: pytest.fail("decoded a bomb"))
     with pytest.raises(BadImage, match="100000x100000"):
         read_image(path)

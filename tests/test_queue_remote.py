@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, committed_params_text, dvc, git, set_params
+from conftest import dvc, git, make_pipeline_repo
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +33,7 @@ QUEUE_TIMEOUT = 900  # seconds
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """The pipeline run once and committed, as a user's repository would be."""
-    repo = tmp_path_factory.mktemp("queue")
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, repo / name)
-    (repo / "params.yaml").write_text(committed_params_text())
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    git(repo, "init", "-q")
-    git(repo, "config", "user.email", "test@example.invalid")
-    git(repo, "config", "user.name", "test")
-    dvc(repo, "init", "-q")
-    dvc(repo, "config", "core.analytics", "false")
-    set_params(repo, PROFILE)
-    dvc(repo, "repro")
+    repo = make_pipeline_repo(tmp_path_factory.mktemp("queue"), PROFILE)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "tiny profile")
     return repo

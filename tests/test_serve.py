@@ -9,10 +9,8 @@ import os
 import random
 import re
 import socket
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import REPO, write_untrained_checkpoint
+from conftest import REPO, png_claiming, write_untrained_checkpoint
 from fer.cli import main
 from fer.data.synth import generate
 from fer.emotions import EMOTIONS
@@ -126,14 +124,6 @@ def test_image_without_a_face_has_no_faces(client):
     assert body["faces"] == [] and (body["width"], body["height"]) == (160, 120)
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\0" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize("case, words", [
     ("empty", ["empty"]),
     ("truncated jpeg", ["truncated"]),
@@ -144,7 +134,7 @@ def _png_claiming(width: int, height: int) -> bytes:
 def test_unusable_images_get_422_with_one_line(client, photo, case, words):
     png = encode(face_scene(), ".png")
     data = {"empty": b"", "truncated jpeg": photo[:len(photo) // 2], "truncated png": png[:len(png) // 2],
-            "bomb": _png_claiming(100_000, 100_000), "zero size": _png_claiming(0, 10)}[case]
+            "bomb": png_claiming(100_000, 100_000), "zero size": png_claiming(0, 10)}[case]
     assert_one_line_error(post(client, data), 422, *words)
 
 
