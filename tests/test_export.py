@@ -102,5 +102,6 @@ def test_onnx_without_fer_metadata_is_refused(exported, tmp_path, capfd):
 
 def test_export_of_a_missing_checkpoint_is_a_usage_error(tmp_path, capfd):
     assert main(["export", "--model", str(tmp_path / "nope.pt"), "--onnx", str(tmp_path / "x.onnx")]) == 2
-    assert capfd.readouterr().err == f"fer: error: {tmp_path / 'nope.pt'}: checkpoint does not exist\n"
+    missing = tmp_path / "nope.pt"
+    assert capfd.readouterr().err == f"fer: error: {missing}: no such model file, and not a shipped model (fer2013)\n"
     assert not (tmp_path / "x.onnx").exists()
