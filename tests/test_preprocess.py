@@ -344,8 +344,9 @@ def test_dvc_repro_preprocess(tmp_path: Path) -> None:
     run_tool(repo, dvc, "init", "-q")
     run_tool(repo, dvc, "config", "core.analytics", "false")
     run_tool(repo, dvc, "repro", "preprocess")
-    assert entries(repo / "data" / "processed") == OUTPUTS
-    report = json.loads((repo / "metrics" / "data.json").read_text())
+    assert entries(repo / "data" / "processed") == sorted([*OUTPUTS, "data.json"])
+    report = json.loads((repo / "data" / "processed" / "data.json").read_text())
     assert report["source"] == "data/synthetic/fer2013.csv"
+    assert json.loads((repo / "metrics" / "data.json").read_text())["images"] == 6 * 7
     assert [report["splits"][split]["total"] for split in SPLITS] == [3 * 7, 2 * 7, 1 * 7]
     assert np.load(repo / "data" / "processed" / "valid_labels.npy").shape == (2 * 7,)
