@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_cpu_threads(0)
     images, labels = load_train(args.data)
-    # The statistics of the whole split, as `fer.train.run` computes them.
+    # The statistics of the whole split, as `fer.training.train.run` computes them.
     mean, std = train_statistics(images)
     about = machine_info()
     results: list[dict[str, Any]] = []

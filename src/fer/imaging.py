@@ -181,6 +181,18 @@ def read_image(path: Path, unchanged: bool = False) -> np.ndarray:
     return decode_image(data, unchanged)
 
 
+def image_files(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Image files under `folder`, recursively and sorted; symlinked folders are not followed, nor is
+    the (resolved) folder `exclude` when it lies inside."""
+    files = []
+    for directory, subdirectories, names in os.walk(folder):
+        if exclude is not None and Path(directory).resolve().is_relative_to(exclude):
+            subdirectories.clear()
+            continue
+        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files)
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 

@@ -452,7 +452,7 @@ def read_folder(root: Path, valid_fraction: float, seed: int) -> Dataset:
             files.append(path)
             labels.append(label)
             splits.append(_PREFIX_SPLITS.get(path.name.split("_", 1)[0].lower(), part))
-    images, converted = _load_images(files)
+    images, converted = load_images(files)
     label_array, split_array = np.array(labels, np.int64), np.array(splits)
     chosen = {split: np.flatnonzero(split_array == split) for split in SPLITS}
     valid_from = "PublicTest"
@@ -499,7 +499,9 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
 
 
-def _load_images(files: list[Path]) -> tuple[np.ndarray, int]:
+def load_images(files: list[Path]) -> tuple[np.ndarray, int]:
+    """48x48 grayscale images of the files, in order, and how many had to be converted; a file
+    that is not a usable image is a one-line FerError naming it."""
     images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     converted = 0
     for row, path in enumerate(files):

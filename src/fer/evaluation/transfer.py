@@ -17,12 +17,12 @@ import numpy as np
 from sklearn.metrics import log_loss
 
 from fer.atomic import write_json
-from fer.data.reading import read_csv
-from fer.emotions import EMOTION_SPELLINGS, EMOTIONS, IMAGE_SIZE, SPLITS, USAGE_TO_SPLIT
+from fer.data.reading import load_images, read_csv
+from fer.emotions import EMOTION_SPELLINGS, EMOTIONS, SPLITS, USAGE_TO_SPLIT
 from fer.errors import FerError
 from fer.evaluation.calibration import expected_calibration_error
 from fer.evaluation.evaluate import per_class_report
-from fer.imaging import IMAGE_SUFFIXES, BadImage, read_image, to_face48
+from fer.imaging import IMAGE_SUFFIXES, image_files
 from fer.serving.classifier import load_classifier
 
 CLASS_OF_FOLDER = {spelling: label for label, spellings in enumerate(EMOTION_SPELLINGS) for spelling in spellings}
@@ -37,8 +37,7 @@ def read_labelled_csv(path: Path, split: str | None) -> tuple[np.ndarray, np.nda
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES
-                  and path.is_file() and not path.name.startswith("."))
+    return [path for path in image_files(folder) if not path.name.startswith(".")]
 
 
 def read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -58,12 +57,7 @@ def read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray]:
     files = [(path, label) for folder, label in classes for path in _image_files(folder)]
     if not files:
         raise FerError(f"{root}: the class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    for row, (path, _) in enumerate(files):
-        try:
-            images[row] = to_face48(read_image(path, unchanged=True))
-        except BadImage as problem:
-            raise FerError(f"{path}: {problem}") from None
+    images, _ = load_images([path for path, _ in files])
     return images, np.array([label for _, label in files], np.int64)
 
 
@@ -90,9 +84,11 @@ def score(models: Sequence[str], data: Path, split: str | None = None, tta: str 
     or of the ensemble of several (their calibrated probabilities averaged)."""
     images, labels = read_labelled(data, split)
     classifiers = [load_classifier(model) for model in models]
-    probabilities = np.mean([c.predict_proba(images, tta=tta) for c in classifiers], axis=0)
-    uncalibrated = np.mean([replace(c, temperature=1.0).predict_proba(images, tta=tta) if c.temperature != 1.0
-                            else c.predict_proba(images, tta=tta) for c in classifiers], axis=0)
+    calibrated = [c.predict_proba(images, tta=tta) for c in classifiers]
+    # A model without a temperature is its own uncalibrated self: no second pass for it.
+    uncalibrated = [p if c.temperature == 1.0 else replace(c, temperature=1.0).predict_proba(images, tta=tta)
+                    for c, p in zip(classifiers, calibrated)]
+    probabilities, uncalibrated = np.mean(calibrated, axis=0), np.mean(uncalibrated, axis=0)
     # The log-loss is what temperature scaling minimises; the ECE is what a reader of probabilities feels.
     ece = {f"{name}{suffix}": round(float(measure(p, labels)), 6)
            for name, measure in (("expected_calibration_error", expected_calibration_error), ("log_loss", nll))

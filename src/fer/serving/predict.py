@@ -1,7 +1,7 @@
 """`fer predict`: find the faces in images or folders and classify each face's expression.
 
 Each image is decoded and searched for faces on its own; the 48x48 crops then queue up and go
-through `fer.inference.predict_proba` in batches, so a folder of thousands of images costs one
+through `fer.evaluation.inference.predict_proba` in batches, so a folder of thousands of images costs one
 model call per batch. A file that cannot be used is skipped with a one-line warning, and the
 exit status says whether any was.
 """
@@ -24,7 +24,7 @@ from fer.atomic import atomic_path, write_json
 from fer.choices import SHIPPED_MODELS, TTA_MODES, check_choice
 from fer.emotions import EMOTIONS, NUM_CLASSES
 from fer.errors import FerError, first_line
-from fer.imaging import IMAGE_SUFFIXES, BadImage, read_image, to_gray
+from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image, to_gray
 from fer.serving.classifier import Classifier, load_classifier
 from fer.serving.faces import Box, Detector, find_faces, make_detector
 
@@ -75,17 +75,6 @@ class _Detected:
     image: np.ndarray | None = field(default=None, repr=False)  # kept only to draw on
 
 
-def _image_files(folder: Path, exclude: Path | None) -> list[Path]:
-    """Image files under `folder`, recursively and sorted; symlinked folders are not followed."""
-    files = []
-    for directory, subdirectories, names in os.walk(folder):
-        if exclude is not None and Path(directory).resolve().is_relative_to(exclude):
-            subdirectories.clear()
-            continue
-        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files)
-
-
 def find_images(paths: Sequence[str | os.PathLike], exclude: Path | None = None) -> list[Source]:
     """The images to read: files as named, folders searched.
 
@@ -99,7 +88,7 @@ def find_images(paths: Sequence[str | os.PathLike], exclude: Path | None = None)
         if path.is_dir():
             root = path.resolve()
             skip = excluded if excluded is not None and excluded != root and excluded.is_relative_to(root) else None
-            found = [Source(file, file.relative_to(path)) for file in _image_files(path, skip)]
+            found = [Source(file, file.relative_to(path)) for file in image_files(path, skip)]
         elif path.exists():
             found = [Source(path, Path(path.name))]
         else:
