@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -80,3 +81,17 @@ def interleaved(variants: Mapping[str, Callable[[], T]], rounds: int,
             if on_result:
                 on_result(round_number, name, results[name][-1])
     return results
+
+
+def seconds_in_turns(actions: Mapping[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per run of each action, the actions taking turns (`interleaved`) so that all meet the
+    same background load; the untimed warm-up rounds load lazily built kernels and caches."""
+    def stopwatch(action: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
+            start = time.perf_counter()
+            action()
+            return time.perf_counter() - start
+        return run
+
+    interleaved(actions, warmup)
+    return interleaved({name: stopwatch(action) for name, action in actions.items()}, runs)

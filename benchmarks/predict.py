@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from common import REPO, interleaved, machine
+from common import REPO, machine, seconds_in_turns
 from fer.models.checkpoint import save_checkpoint
 from fer.models.networks import build_model
 from fer.serving import export, predict
@@ -90,20 +89,6 @@ def scene(faces: list[Path], path: Path) -> Path:
             cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
             return path
     raise SystemExit("no face in the folder is detectable by Haar; cannot build the latency scene")
-
-
-def seconds_in_turns(actions: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per run of each action, the backends taking turns (common.interleaved) so that both meet
-    the same background load; the untimed warm-up rounds load lazily built kernels and caches."""
-    def stopwatch(action: Callable[[], object]) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
-            action()
-            return time.perf_counter() - start
-        return run
-
-    interleaved(actions, warmup)
-    return interleaved({name: stopwatch(action) for name, action in actions.items()}, runs)
 
 
 def run_predict(sources: list[predict.Source], classifier: Classifier, detector: Detector) -> int:

@@ -5,9 +5,9 @@
 
 Speed: one 640x480 JPEG holding one face (the latency scene of benchmarks/predict.py), from its
 bytes in memory to calibrated probabilities: decode, find faces, crop, classify, the model already
-loaded. "old" searches the whole image with Haar (scale steps of 1.1, 5 neighbours), as `fer
-predict` did before `fer serve`; "new" is `fer.serving.server.predict_bytes`, which searches a
-half-size copy (steps of 1.2, 2 neighbours) and maps the boxes back. The two take turns
+loaded. Both are `fer.serving.server.predict_bytes`; only the detector differs: "old" searches the whole
+image with Haar (scale steps of 1.1, 5 neighbours), as `fer predict` did before `fer serve`; "new"
+searches a half-size copy (steps of 1.2, 2 neighbours) and maps the boxes back. The two take turns
 (common.interleaved); reported: each one's median and p90, and the median of the per-round
 ratios old/new.
 
@@ -33,18 +33,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from common import interleaved, machine
+from common import machine, seconds_in_turns
 from fer.errors import FerError
-from fer.imaging import decode_image, to_gray
 from fer.serving.classifier import Classifier, load_classifier
-from fer.serving.faces import Detector, find_faces, haar_detector
+from fer.serving.faces import haar_detector
 from fer.serving.server import predict_bytes
 from predict import checkpoint_for, face_images, scene
 
@@ -54,35 +53,15 @@ BOUNDARY = "fer-benchmark-boundary"
 WARMUP_REQUESTS = 100
 
 
-def old_path(data: bytes, classifier: Classifier, detector: Detector) -> int:
-    """The prediction path as `fer predict` ran it: the same steps, the full-size Haar search."""
-    found = find_faces(to_gray(decode_image(data)), detector)
-    if found:
-        classifier.predict_proba(np.stack([crop for _, crop in found]))
-    return len(found)
-
-
 def percentile(values: list[float], share: float) -> float:
     return float(np.percentile(values, share))
 
 
-def timed(action: Callable[[], object]) -> Callable[[], float]:
-    def run() -> float:
-        start = time.perf_counter()
-        action()
-        return time.perf_counter() - start
-    return run
-
-
 def speed(data: bytes, classifier: Classifier, runs: int) -> dict[str, Any]:
-    old_detector = haar_detector(**OLD_DETECTOR)
-    new_detector = haar_detector()
-    actions = {"old": lambda: old_path(data, classifier, old_detector),
-               "new": lambda: predict_bytes(data, classifier, new_detector)}
-    faces = {"old": old_path(data, classifier, old_detector),
-             "new": len(predict_bytes(data, classifier, new_detector).faces)}
-    interleaved(actions, 5)  # warm-up: lazily built kernels and caches
-    seconds = interleaved({name: timed(action) for name, action in actions.items()}, runs)
+    detectors = {"old": haar_detector(**OLD_DETECTOR), "new": haar_detector()}
+    actions = {name: partial(predict_bytes, data, classifier, detector) for name, detector in detectors.items()}
+    faces = {name: len(action().faces) for name, action in actions.items()}
+    seconds = seconds_in_turns(actions, runs, warmup=5)
     ratios = [old / new for old, new in zip(seconds["old"], seconds["new"])]
     report = {name: {"median_ms": 1000 * statistics.median(values), "p90_ms": 1000 * percentile(values, 90),
                      "faces": faces[name]} for name, values in seconds.items()}
