@@ -30,6 +30,7 @@ import onnxruntime
 import torch
 
 from common import REPO, machine, seconds_in_turns
+from fer.emotions import FER2013_CLASSES
 from fer.models.checkpoint import save_checkpoint
 from fer.models.networks import build_model
 from fer.serving import export, predict
@@ -54,8 +55,8 @@ def checkpoint_for(model: Path, folder: Path) -> tuple[Path, str]:
         return model, f"model: {model}"
     torch.manual_seed(0)
     stand_in = folder / "untrained-vgg.pt"
-    save_checkpoint(stand_in, {"model": "vgg", "dropout": 0.5, "state_dict": build_model("vgg").state_dict(),
-                               "mean": 0.5, "std": 0.25})
+    weights = build_model("vgg", len(FER2013_CLASSES)).state_dict()
+    save_checkpoint(stand_in, {"model": "vgg", "dropout": 0.5, "state_dict": weights, "mean": 0.5, "std": 0.25})
     return stand_in, f"model: {model} not found; an untrained vgg stands in (same architecture, same speed)"
 
 

@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from common import REPO, interleaved, machine
-from fer.data.arrays import load_split
+from fer.data.arrays import load_classes, load_split
 from fer.errors import FerError
 from fer.models.inputs import normalize, train_statistics
 from fer.models.networks import build_model
@@ -144,11 +144,12 @@ class Setup:
     mean: float
     std: float
     batch_size: int
+    classes: int  # the number of classes in the data's label set
 
     def fresh_model(self, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
         # Same seed every time, so each variant starts from identical weights.
         torch.manual_seed(0)
-        model = build_model(self.model_name, dropout=self.params["dropout"]).to(self.device)
+        model = build_model(self.model_name, self.classes, dropout=self.params["dropout"]).to(self.device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.train()
@@ -413,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             params = model_params(model, PARAMS)
             count = min(args.images or default_images(model, device, len(images)), len(images))
             setup = Setup(model, params, device, images[:count], labels[:count], images, labels, mean, std,
-                          args.batch_size or params["batch_size"])
+                          args.batch_size or params["batch_size"], len(load_classes(args.data)[1]))
             rows, samples = benchmark(setup, workers, repeats)
             block = table(rows, samples["loader"], workers, repeats)
             print("\n" + "\n".join(block), flush=True)

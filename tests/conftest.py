@@ -2,6 +2,7 @@
 small hand-made datasets (CSV rows, image folders, arrays) that several test modules build."""
 
 import gzip
+import json
 import os
 import shutil
 import struct
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from fer.emotions import EMOTIONS, IMAGE_SIZE
+from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, LABEL_SETS
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -87,7 +88,7 @@ def make_folder(root: Path, files: dict[str, np.ndarray | bytes]) -> Path:
 
 def prefixed_folder(root: Path) -> Path:
     files = {}
-    for label, emotion in enumerate(EMOTIONS):
+    for label, emotion in enumerate(FER2013_CLASSES):
         folder = emotion.lower()
         files[f"train/{folder}/Training_{label}1.png"] = gray_image(10 * label)
         files[f"train/{folder}/Training_{label}0.png"] = gray_image(10 * label + 1)
@@ -96,17 +97,33 @@ def prefixed_folder(root: Path) -> Path:
     return make_folder(root, files)
 
 
-def write_arrays(folder: Path, sizes: dict[str, int], seed: int = 0) -> None:
-    """Small learnable arrays: each class is a bright square at its own position, plus noise."""
-    rng = np.random.default_rng(seed)
+def write_classes(folder: Path, label_set: str = "fer2013") -> None:
+    """classes.json, as preprocess writes it beside the arrays."""
+    from fer.data.arrays import CLASSES_FILE, classes_json
+
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / CLASSES_FILE).write_text(json.dumps(classes_json(label_set, LABEL_SETS[label_set])))
+
+
+def write_arrays(folder: Path, sizes: dict[str, int], seed: int = 0, label_set: str = "fer2013") -> None:
+    """Small learnable arrays: each class is a bright square at its own position, plus noise; with
+    classes.json, and soft training targets that put 0.8 on the label (as preprocess writes them)."""
+    from fer.data.arrays import PROBABILITIES_FILE
+
+    classes = LABEL_SETS[label_set]
+    rng = np.random.default_rng(seed)
+    write_classes(folder, label_set)
     for split, count in sizes.items():
-        labels = rng.integers(0, 7, count).astype(np.int64)
+        labels = rng.integers(0, len(classes), count).astype(np.int64)
         images = rng.integers(0, 90, (count, 48, 48)).astype(np.uint8)
         for index, label in enumerate(labels):
             images[index, 4 + 5 * label: 12 + 5 * label, 10:30] = 220
         np.save(folder / f"{split}_images.npy", images)
         np.save(folder / f"{split}_labels.npy", labels)
+        if split == "train":
+            targets = np.full((count, len(classes)), 0.2 / (len(classes) - 1), np.float32)
+            targets[np.arange(count), labels] = 0.8
+            np.save(folder / PROBABILITIES_FILE, targets)
 
 
 def write_untrained_checkpoint(path: Path, model: str = "basic", seed: int = 0) -> Path:
@@ -117,8 +134,8 @@ def write_untrained_checkpoint(path: Path, model: str = "basic", seed: int = 0) 
     from fer.models.networks import build_model
 
     torch.manual_seed(seed)
-    save_checkpoint(path, {"model": model, "dropout": 0.0, "state_dict": build_model(model).state_dict(),
-                           "mean": 0.5, "std": 0.25})
+    weights = build_model(model, len(FER2013_CLASSES)).state_dict()
+    save_checkpoint(path, {"model": model, "dropout": 0.0, "state_dict": weights, "mean": 0.5, "std": 0.25})
     return path
 
 

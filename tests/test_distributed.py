@@ -163,7 +163,7 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path: Path, monkeypatch
     assert '"processes": 2' in summary
 
     torch.manual_seed(0)
-    initial = build_model("basic").state_dict()
+    initial = build_model("basic", 7).state_dict()
     a, b = weights(one), weights(two)
     difference = max((a[k] - b[k]).abs().max().item() for k in a)
     moved = max((a[k] - initial[k]).abs().max().item() for k in a)

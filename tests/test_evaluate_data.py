@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LABELS, USAGES, good_csv, gray_image, make_folder, sample_images, write_untrained_checkpoint
+from conftest import (
+    LABELS,
+    USAGES,
+    good_csv,
+    gray_image,
+    make_folder,
+    sample_images,
+    write_classes,
+    write_untrained_checkpoint,
+)
 from fer.cli import main
-from fer.emotions import EMOTIONS
+from fer.emotions import FER2013_CLASSES
 from fer.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
 from fer.models.checkpoint import load_checkpoint
 from fer.serving.classifier import load_classifier
@@ -52,7 +61,7 @@ def test_class_folders_in_any_spelling_and_unknown_ones_left_out(
     assert err.count("\n") == 1 and "contempt (2 images)" in err and "notes (0 images)" in err
     assert result["images"] == 4
     support = {emotion: scores["support"] for emotion, scores in result["per_class"].items()}
-    assert support == {**dict.fromkeys(EMOTIONS, 0), "Angry": 1, "Happy": 1, "Sad": 2}
+    assert support == {**dict.fromkeys(FER2013_CLASSES, 0), "Angry": 1, "Happy": 1, "Sad": 2}
 
 
 @pytest.mark.parametrize(("make", "args", "message"), [
@@ -83,7 +92,7 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
 
 def test_calibrate_stores_the_temperature_and_keeps_every_prediction(tmp_path: Path, checkpoint: Path) -> None:
     data = tmp_path / "data"
-    data.mkdir()
+    write_classes(data)
     images = np.random.default_rng(1).integers(0, 256, (64, 48, 48), dtype=np.uint8)
     np.save(data / "valid_images.npy", images)
     np.save(data / "valid_labels.npy", np.arange(64, dtype=np.int64) % 7)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fer.cli import main
-from fer.emotions import EMOTIONS
+from fer.emotions import FER2013_CLASSES
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from fer.models.networks import build_model
 from fer.serving.classifier import INPUT_NAME, OUTPUT_NAME
@@ -32,7 +32,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """(checkpoint, its ONNX export), made through the CLI."""
     folder = tmp_path_factory.mktemp(request.param)
     torch.manual_seed(0)
-    model = build_model(request.param)
+    model = build_model(request.param, len(FER2013_CLASSES))
     _randomise_batch_norm(model, torch.Generator().manual_seed(1))
     checkpoint = folder / "best.pt"
     save_checkpoint(checkpoint, {"model": request.param, "dropout": 0.0, "state_dict": model.state_dict(),
@@ -52,7 +52,7 @@ def test_onnx_logits_match_torch_for_several_batch_sizes(exported):
         with torch.no_grad():
             expected = model(x).numpy()
         logits = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-        assert logits.shape == (batch, len(EMOTIONS))
+        assert logits.shape == (batch, len(FER2013_CLASSES))
         assert np.abs(logits - expected).max() < 1e-5
 
 
@@ -62,7 +62,7 @@ def test_onnx_file_carries_normalisation_and_classes(exported):
     props = {prop.key: prop.value for prop in proto.metadata_props}
     assert float(props["mean"]) == 0.51 and float(props["std"]) == 0.26
     assert props["model"] == load_checkpoint(checkpoint)["model"]
-    assert json.loads(props["classes"]) == list(EMOTIONS)
+    assert json.loads(props["classes"]) == list(FER2013_CLASSES)
     batch_axis = proto.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_axis.dim_param and not batch_axis.dim_value
 

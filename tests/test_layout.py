@@ -57,7 +57,8 @@ def declared_outputs() -> set[str]:
 
 
 def test_output_paths_agree_with_the_layout_module() -> None:
-    expected = {str(layout.SYNTHETIC_CSV), str(layout.DATA_DIR), str(layout.DATA_METRICS), str(layout.FIGURES_DIR)}
+    expected = {str(layout.SYNTHETIC_CSV), str(layout.SYNTHETIC_VOTES), str(layout.DATA_DIR), str(layout.DATA_METRICS),
+                str(layout.FIGURES_DIR)}
     for model in MODEL_NAMES:
         paths = layout.RunPaths.for_model(model)
         expected |= {str(paths.last.parent), str(paths.curves), str(paths.train_metrics), str(paths.metrics),

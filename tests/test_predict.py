@@ -9,14 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from conftest import SHARED_DATA, png_claiming, requires_shared_data
+from conftest import SHARED_DATA, png_claiming, requires_shared_data, write_untrained_checkpoint
 from fer.cli import main
-from fer.emotions import EMOTIONS
+from fer.emotions import FER2013_CLASSES
 from fer.imaging import BadImage, image_size, read_image
-from fer.models.checkpoint import save_checkpoint
-from fer.models.networks import build_model
 from fer.serving.faces import haar_detector
 
 SAMPLE = SHARED_DATA / "fer2013-images-sample"
@@ -25,11 +22,7 @@ SAMPLE = SHARED_DATA / "fer2013-images-sample"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained basic net: its seeded He-initialised weights give spread, repeatable outputs."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "basic.pt"
-    save_checkpoint(path, {"model": "basic", "dropout": 0.0, "state_dict": build_model("basic").state_dict(),
-                           "mean": 0.5, "std": 0.25})
-    return path
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("model") / "basic.pt")
 
 
 def smooth_image(height: int, width: int, seed: int) -> np.ndarray:
@@ -172,7 +165,7 @@ def test_json_schema_and_table(checkpoint, tmp_path, capfd):
     code, result, _ = predict_json([tmp_path / "face.png", tmp_path / "empty.jpg"], checkpoint, capfd=capfd)
     assert code == 0
     assert set(result) == {"model", "detector", "tta", "emotions", "images", "failed", "summary"}
-    assert result["emotions"] == list(EMOTIONS) and result["detector"] == "haar"
+    assert result["emotions"] == list(FER2013_CLASSES) and result["detector"] == "haar"
     assert result["images"][1] == {"path": str(tmp_path / "empty.jpg"), "width": 160, "height": 120, "faces": []}
 
     assert main(["predict", str(tmp_path / "face.png"), "--model", str(checkpoint), "--detector", "none",
@@ -180,7 +173,7 @@ def test_json_schema_and_table(checkpoint, tmp_path, capfd):
     table = capfd.readouterr().out
     face = json.loads((tmp_path / "out.json").read_text())["images"][0]["faces"][0]
     assert face["box"] == {"x": 0, "y": 0, "w": 48, "h": 48}
-    assert list(face["probabilities"]) == list(EMOTIONS)
+    assert list(face["probabilities"]) == list(FER2013_CLASSES)
     assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
     assert table.splitlines()[0].split()[:4] == ["image", "face", "box", "x,y,w,h"]

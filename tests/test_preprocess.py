@@ -30,7 +30,7 @@ from conftest import (
 from fer.cli import main
 from fer.data import preprocess, synth
 from fer.data.reading import Dataset, read_csv
-from fer.emotions import EMOTIONS, SPLITS
+from fer.emotions import FER2013_CLASSES, SPLITS
 from fer.errors import FerError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ def test_report_of_a_folder_counts_conversions(tmp_path: Path) -> None:
     preprocess.run(write_params(tmp_path, root), source=None, out=tmp_path / "out")
     report = json.loads((tmp_path / "out" / "data.json").read_text())
     assert report["converted_images"] == 1 and report["valid_from"] == "PublicTest"
-    assert report["splits"]["train"]["Happy"] == 3 and report["splits"]["valid"]["total"] == len(EMOTIONS)
+    assert report["splits"]["train"]["Happy"] == 3 and report["splits"]["valid"]["total"] == len(FER2013_CLASSES)
 
 
 def test_content_ids_survive_a_fingerprint_collision(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from conftest import (
 )
 from fer.data import reading
 from fer.data.reading import read_csv, read_folder, read_source
-from fer.emotions import EMOTIONS, IMAGE_SIZE, SPLITS
+from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, SPLITS
 from fer.errors import FerError
 
 USAGE_SPLIT = {"Training": "train", "PublicTest": "valid", "PrivateTest": "test"}
@@ -288,7 +288,7 @@ def test_folder_with_split_prefixes(tmp_path: Path) -> None:
     data = read_folder(prefixed_folder(tmp_path / "faces"), 0.1, 0)
     assert data.valid_from == "PublicTest" and data.converted == 0
     # sorted by class folder (angry, disgust, fear, happy, neutral, sad, surprise), then file name
-    folder_order = sorted(range(len(EMOTIONS)), key=lambda label: EMOTIONS[label].lower())
+    folder_order = sorted(range(len(FER2013_CLASSES)), key=lambda label: FER2013_CLASSES[label].lower())
     assert data.labels["train"].tolist() == [label for label in folder_order for _ in range(2)]
     assert data.labels["valid"].tolist() == folder_order
     assert data.labels["test"].tolist() == folder_order
@@ -302,12 +302,12 @@ def test_class_folders_in_any_case(tmp_path: Path) -> None:
     (root / "train" / "happy").rename(root / "train" / "HAPPY")
     (root / "test").rename(root / "Test")
     data = read_source(root, 0.1, 0)
-    assert sorted(data.labels["train"].tolist()) == sorted(list(range(len(EMOTIONS))) * 2)
+    assert sorted(data.labels["train"].tolist()) == sorted(list(range(len(FER2013_CLASSES))) * 2)
 
 
 def unprefixed_folder(root: Path, per_class: int = 10) -> Path:
     files = {}
-    for label, emotion in enumerate(EMOTIONS):
+    for label, emotion in enumerate(FER2013_CLASSES):
         for index in range(per_class):
             files[f"train/{emotion.lower()}/im{index:02d}.png"] = gray_image(label * 20 + index)
         files[f"test/{emotion.lower()}/im0.png"] = gray_image(label * 20 + 15)
@@ -318,11 +318,11 @@ def test_folder_without_prefixes_holds_out_a_stratified_valid(tmp_path: Path) ->
     root = unprefixed_folder(tmp_path / "faces")
     data = read_folder(root, 0.2, seed=3)
     assert data.valid_from == "train"
-    assert np.bincount(data.labels["valid"]).tolist() == [2] * len(EMOTIONS)
-    assert np.bincount(data.labels["train"]).tolist() == [8] * len(EMOTIONS)
-    assert np.bincount(data.labels["test"]).tolist() == [1] * len(EMOTIONS)
+    assert np.bincount(data.labels["valid"]).tolist() == [2] * len(FER2013_CLASSES)
+    assert np.bincount(data.labels["train"]).tolist() == [8] * len(FER2013_CLASSES)
+    assert np.bincount(data.labels["test"]).tolist() == [1] * len(FER2013_CLASSES)
     assert data.labels["train"].tolist() == sorted(data.labels["train"].tolist(),
-                                                   key=lambda label: EMOTIONS[label].lower())
+                                                   key=lambda label: FER2013_CLASSES[label].lower())
     again, other = read_folder(root, 0.2, seed=3), read_folder(root, 0.2, seed=4)
     assert np.array_equal(again.images["valid"], data.images["valid"])
     assert not np.array_equal(other.images["valid"], data.images["valid"])
@@ -344,7 +344,7 @@ def test_other_images_are_converted_and_counted(tmp_path: Path) -> None:
     data = read_folder(root, 0.1, 0)
     assert data.converted == 2
     expected = cv2.resize(cv2.cvtColor(color, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
-    sad = EMOTIONS.index("Sad")
+    sad = FER2013_CLASSES.index("Sad")
     converted = data.images["train"][data.labels["train"] == sad][-1]
     assert converted.shape == (48, 48) and np.array_equal(converted, expected)
 
@@ -357,7 +357,7 @@ def test_folder_images_are_resized_like_predicted_faces(tmp_path: Path, height: 
     image = np.random.default_rng(height).integers(0, 256, (height, width), dtype=np.uint8)
     root = make_folder(prefixed_folder(tmp_path / "faces"), {"train/sad/Training_99.png": image})
     data = read_folder(root, 0.1, 0)
-    converted = data.images["train"][data.labels["train"] == EMOTIONS.index("Sad")][-1]
+    converted = data.images["train"][data.labels["train"] == FER2013_CLASSES.index("Sad")][-1]
     shrinking = height >= 48 and width >= 48
     expected = cv2.resize(image, (48, 48), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     assert np.array_equal(converted, expected)
@@ -427,7 +427,7 @@ def reference_row(line: str) -> tuple[str, int, list[int]] | None:
     if len(fields) != 3:
         return None
     emotion, pixels, usage = fields[0].strip(' "'), fields[1], fields[2].strip(' "')
-    if emotion not in {str(label) for label in range(len(EMOTIONS))} or usage not in USAGE_SPLIT:
+    if emotion not in {str(label) for label in range(len(FER2013_CLASSES))} or usage not in USAGE_SPLIT:
         return None
     if len(pixels) >= 2 and pixels[0] == pixels[-1] == '"':
         pixels = pixels[1:-1]

@@ -14,7 +14,7 @@ from conftest import SHARED_DATA, requires_shared_data
 from fer.cli import main
 from fer.data import preprocess
 from fer.data.reading import read_folder
-from fer.emotions import EMOTIONS, SPLITS
+from fer.emotions import FER2013_CLASSES, SPLITS
 
 pytestmark = requires_shared_data
 
@@ -41,7 +41,7 @@ def test_real_csv_gives_the_official_counts(real_outputs: Path) -> None:
     for split in SPLITS:
         images, labels = np.load(real_outputs / f"{split}_images.npy"), np.load(real_outputs / f"{split}_labels.npy")
         assert images.shape == (sum(OFFICIAL_COUNTS[split]), 48, 48)
-        assert np.bincount(labels, minlength=len(EMOTIONS)).tolist() == OFFICIAL_COUNTS[split]
+        assert np.bincount(labels, minlength=len(FER2013_CLASSES)).tolist() == OFFICIAL_COUNTS[split]
     report = json.loads((real_outputs / "data.json").read_text())
     assert report["images"] == 35_887
     assert report["splits"]["valid"]["Disgust"] == 56
@@ -67,7 +67,7 @@ def test_real_csv_duplicates(real_outputs: Path) -> None:
 def folder_labels(split_prefix: str) -> list[int]:
     """Labels from the class folders, in the reader's order: class folder, then file name."""
     part = "train" if split_prefix == "Training" else "test"
-    index = {name.lower(): label for label, name in enumerate(EMOTIONS)}
+    index = {name.lower(): label for label, name in enumerate(FER2013_CLASSES)}
     return [index[folder.name] for folder in sorted((SAMPLE / part).iterdir())
             for _ in sorted(folder.glob(f"{split_prefix}_*"))]
 

@@ -39,7 +39,7 @@ def lrs(folder: Path) -> list[float]:
                                                      ("vgg", (64, 128, 256, 512), (32, 64, 128, 256))])
 def test_width_scales_every_conv_layer(model: str, full: tuple, half: tuple) -> None:
     def conv_widths(width: float) -> tuple:
-        layers = build_model(model, width=width).modules()
+        layers = build_model(model, 7, width=width).modules()
         return tuple(dict.fromkeys(m.out_channels for m in layers if isinstance(m, torch.nn.Conv2d)))
 
     assert conv_widths(1.0) == full and conv_widths(0.5) == half

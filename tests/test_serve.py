@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from conftest import REPO, png_claiming, write_untrained_checkpoint
 from fer.cli import main
 from fer.data.synth import generate
-from fer.emotions import EMOTIONS
+from fer.emotions import FER2013_CLASSES
 from fer.serving.classifier import load_classifier
 from fer.serving.faces import make_detector
 from fer.serving.predict import Source, predict_images, to_json
@@ -91,7 +91,7 @@ def assert_one_line_error(response, status: int | tuple[int, ...], *words: str) 
 def test_health_names_the_model_and_classes(client):
     health = client.get("/api/health").json()
     assert health["model"] == {"name": "basic.pt", "architecture": "basic", "kind": "checkpoint", "temperature": 1.0}
-    assert health["classes"] == list(EMOTIONS) and health["max_upload_bytes"] == LIMIT
+    assert health["classes"] == list(FER2013_CLASSES) and health["max_upload_bytes"] == LIMIT
 
 
 def test_predict_answers_like_fer_predict_json(client, photo, checkpoint, tmp_path):
@@ -287,6 +287,6 @@ def test_the_command_serves_over_http(checkpoint, photo):
         status, answer = raw_request(server.port, head + b"Content-Length: 5000000000\r\n\r\n")
         assert status == 413 and "over the 1 MB limit" in json.loads(answer)["detail"]
         status, answer = raw_request(server.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert status == 200 and json.loads(answer)["classes"] == list(EMOTIONS)
+        assert status == 200 and json.loads(answer)["classes"] == list(FER2013_CLASSES)
     finally:
         server.stop()

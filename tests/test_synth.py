@@ -11,9 +11,10 @@ from sklearn.linear_model import RidgeClassifier
 
 from fer.cli import main
 from fer.data import synth
-from fer.emotions import IMAGE_SIZE, NUM_CLASSES, PIXELS_PER_IMAGE
+from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, PIXELS_PER_IMAGE
 from fer.errors import FerError
 
+NUM_CLASSES = len(FER2013_CLASSES)
 CHANCE = 1 / NUM_CLASSES
 
 

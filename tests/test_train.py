@@ -166,7 +166,7 @@ def test_missing_arrays_are_a_clear_error(tmp_path: Path, monkeypatch, capsys) -
     write_params(tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     assert main(["train", "basic"]) == 2
-    assert "data/processed/train_images.npy: missing; run `fer preprocess`" in capsys.readouterr().err
+    assert "data/processed/classes.json: missing; run `fer preprocess`" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint at all", None])

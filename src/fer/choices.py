@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fer.emotions import LABEL_SETS
 from fer.errors import FerError
 
 MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")  # architectures
@@ -18,6 +19,9 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 SCHEDULES: tuple[str, ...] = ("exponential", "cosine")
 CROPS: tuple[str, ...] = ("none", "pad", "resized")
+LABELS: tuple[str, ...] = tuple(LABEL_SETS)  # fer2013 | ferplus: where the labels come from
+# What training fits: the one majority label per image, or (FER+) the distribution of the votes.
+TARGETS: tuple[str, ...] = ("majority", "probability")
 
 
 def check_choice(what: str, value: str, known: Iterable[str]) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fer.choices import DETECTORS, MODEL_NAMES, SHIPPED_MODELS, TTA_MODES
+from fer.choices import DETECTORS, LABELS, MODEL_NAMES, SHIPPED_MODELS, TTA_MODES
 from fer.errors import FerError
 from fer.layout import DATA_DIR
 from fer.params import DEFAULT_PARAMS
@@ -44,7 +44,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    return _run_module("preprocess", params_path=args.params, source=args.source, out=args.out)
+    return _run_module("preprocess", params_path=args.params, source=args.source, out=args.out, labels=args.labels,
+                       ferplus_votes=args.ferplus_votes)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     if args.data is not None:
         return _run_module("evaluate --data", data=args.data, models=args.model, split=args.split,
-                           json_out=args.json, tta=args.tta)
+                           json_out=args.json, tta=args.tta, ferplus_votes=args.ferplus_votes)
     return _run_module("evaluate", params_path=args.params, models=args.models)
 
 
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre = command("preprocess", _preprocess, "turn a FER-2013 CSV or image folder into split .npy arrays")
     pre.add_argument("--source", help="CSV, CSV.GZ or image folder (overrides data.source)")
     pre.add_argument("--out", type=Path, help="output folder; the data report goes there too")
+    pre.add_argument("--labels", choices=LABELS, help="label set (overrides data.labels)")
+    pre.add_argument("--ferplus-votes", metavar="CSV", help="FER+ votes file (overrides data.ferplus_votes)")
 
     train = command("train", _train, "train one model and write its checkpoints, curves and metrics")
     train.add_argument("model", choices=MODEL_NAMES)
@@ -110,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", help="with a CSV: only the rows of this split (PrivateTest, PublicTest, ...)")
     evaluate.add_argument("--json", metavar="FILE", help="with --data: also write the results as JSON")
     evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="with --data: test-time augmentation")
+    evaluate.add_argument("--ferplus-votes", metavar="CSV", help="with --data CSV and a FER+ model: the FER+ votes "
+                          "file, whose majority labels are scored")
 
     calibrate = command("calibrate", _calibrate, "fit a temperature on PublicTest and store it with the weights",
                         params=False)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SYNTHETIC_CSV = Path("data/synthetic/fer2013.csv")
+SYNTHETIC_VOTES = Path("data/synthetic/fer2013new.csv")  # FER+-style votes for it, row for row
 DATA_DIR = Path("data/processed")
 DATA_METRICS = Path("metrics/data.json")
 FIGURES_DIR = Path("plots/figures")

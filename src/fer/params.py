@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from fer.choices import CROPS, DEVICES, MODEL_NAMES, PRECISIONS, SCHEDULES, TTA_MODES, check_choice
+from fer.choices import CROPS, DEVICES, LABELS, MODEL_NAMES, PRECISIONS, SCHEDULES, TARGETS, TTA_MODES, check_choice
 from fer.errors import FerError
+from fer.layout import SYNTHETIC_VOTES
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -84,6 +85,7 @@ TRAIN_SCHEMA: dict[str, Any] = {
     "schedule": _choice(SCHEDULES),
     "warmup_epochs": _number(0.0),
     "label_smoothing": _number(0.0, 0.5),
+    "targets": _choice(TARGETS),
     "ema_decay": _number(0.0, 1.0),
     "seed": _integer(0),
     "device": _choice(DEVICES),
@@ -98,7 +100,8 @@ TRAIN_SCHEMA: dict[str, Any] = {
 }
 
 # Keys added after parameter files were in use: a `train:` block without them takes these values.
-TRAIN_DEFAULTS: dict[str, Any] = {"processes": 1, "sync_batchnorm": False}
+TRAIN_DEFAULTS: dict[str, Any] = {"processes": 1, "sync_batchnorm": False, "targets": "majority"}
+DATA_DEFAULTS: dict[str, Any] = {"labels": "fer2013", "ferplus_votes": str(SYNTHETIC_VOTES)}
 
 # Keys that only make sense per model; everything else is inherited from `train:`.
 MODEL_ONLY_SCHEMA: dict[str, Any] = {"dropout": _number(0.0, 0.95),
@@ -113,6 +116,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "data": {
         "source": _text,
+        "labels": _choice(LABELS),
+        "ferplus_votes": _text,
         "valid_fraction": _number(0.0, 0.5, low_inclusive=False),
         "seed": _integer(0),
     },
@@ -163,8 +168,11 @@ def stage_params(block: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any
     params = read_params(path)
     if block not in params:
         raise FerError(f"{path}: block '{block}' is missing")
-    _validate(params[block], SCHEMAS[block], block, str(path), partial=False)
-    return params[block]
+    values = params[block]
+    if block == "data" and isinstance(values, dict):
+        values = {**DATA_DEFAULTS, **values}
+    _validate(values, SCHEMAS[block], block, str(path), partial=False)
+    return values
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

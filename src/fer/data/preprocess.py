@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from fer.atomic import atomic_dir, atomic_path, write_json
+from fer.data import ferplus
+from fer.data.arrays import CLASSES_FILE, PROBABILITIES_FILE, classes_json
 from fer.data.reading import Dataset, read_source
-from fer.emotions import EMOTIONS, SPLITS
+from fer.emotions import SPLITS
 from fer.errors import FerError
 from fer.layout import DATA_DIR, DATA_METRICS
 from fer.params import DEFAULT_PARAMS, stage_params
@@ -27,7 +29,8 @@ from fer.params import DEFAULT_PARAMS, stage_params
 REPORT_NAME = "data.json"  # the full report, inside the output folder
 DUPLICATES_NAME = "duplicates.csv"  # every copy of every repeated image, beside the arrays
 DUPLICATES_COLUMNS = ("group", "split", "row", "source", "label", "conflicting")
-OUTPUT_FILES = (*(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images", "labels")), DUPLICATES_NAME)
+OUTPUT_FILES = (*(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images", "labels")), CLASSES_FILE,
+                PROBABILITIES_FILE, DUPLICATES_NAME)
 
 # Fixed odd 64-bit multipliers: an image's fingerprint is the wrapping sum of its 288 eight-byte
 # words times these. Equal fingerprints are then checked byte for byte, so a collision cannot
@@ -35,21 +38,26 @@ OUTPUT_FILES = (*(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images
 _MIXERS = np.random.default_rng(2013).integers(0, 2**63, size=288, dtype=np.uint64) * 2 + 1
 
 
-def run(params_path: Path = DEFAULT_PARAMS, source: str | None = None, out: Path | None = None) -> None:
-    """Read data.source (or `source`), write {train,valid,test}_{images,labels}.npy, duplicates.csv
-    and the report."""
+def run(params_path: Path = DEFAULT_PARAMS, source: str | None = None, out: Path | None = None,
+        labels: str | None = None, ferplus_votes: str | None = None) -> None:
+    """Read data.source (or `source`) with data.labels (or `labels`), write the arrays (see
+    fer.data.arrays), duplicates.csv and the report."""
     params = stage_params("data", params_path)
     source_text = source if source is not None else params["source"]
+    label_set = labels if labels is not None else params["labels"]
     out_dir = Path(out) if out is not None else DATA_DIR
     _check_replaceable(out_dir)
     data = read_source(Path(source_text), params["valid_fraction"], params["seed"])
+    if label_set == "ferplus":
+        votes = ferplus.read_votes(Path(ferplus_votes if ferplus_votes is not None else params["ferplus_votes"]))
+        data = ferplus.relabel(data, votes, source_text)
     ids = content_ids(_flat_images(data))
-    report = data_report(data, source_text, ids, duplicates_csv=str(out_dir / DUPLICATES_NAME))
-    _write(data, report, duplicate_rows(data, ids), out_dir, None if out is not None else DATA_METRICS)
+    report = data_report(data, source_text, ids, duplicates_csv=str(out_dir / DUPLICATES_NAME), labels=label_set)
+    _write(data, label_set, report, duplicate_rows(data, ids), out_dir, None if out is not None else DATA_METRICS)
     print(_summary(report, out_dir, out_dir / REPORT_NAME))
 
 
-def _write(data: Dataset, report: dict[str, Any], duplicates: list[tuple[Any, ...]], out_dir: Path,
+def _write(data: Dataset, labels: str, report: dict[str, Any], duplicates: list[tuple[Any, ...]], out_dir: Path,
            totals_path: Path | None) -> None:
     """Everything into temporary places first; then out_dir is replaced, then totals_path.
 
@@ -63,6 +71,8 @@ def _write(data: Dataset, report: dict[str, Any], duplicates: list[tuple[Any, ..
         for split, images in data.images.items():
             np.save(tmp / f"{split}_images.npy", images)
             np.save(tmp / f"{split}_labels.npy", data.labels[split])
+        np.save(tmp / PROBABILITIES_FILE, data.by_split(data.label_distributions())["train"])
+        write_json(tmp / CLASSES_FILE, classes_json(labels, data.classes))
         _write_duplicates(tmp / DUPLICATES_NAME, duplicates)
         write_json(tmp / REPORT_NAME, report)
         if totals_tmp is not None:
@@ -91,21 +101,23 @@ def _check_replaceable(out_dir: Path) -> None:
 
 
 def data_report(data: Dataset, source: str, ids: np.ndarray | None = None,
-                duplicates_csv: str | None = None) -> dict[str, Any]:
+                duplicates_csv: str | None = None, labels: str = "fer2013") -> dict[str, Any]:
     """Counts per split and class, duplicates, constant images and conversions, as plain JSON.
 
     `ids` are content_ids of the images (computed if not given); `duplicates_csv` is where the
     list of duplicates is written, named in the report so a reader can find it.
     """
     rows = _flat_images(data)
-    split_of = _split_codes(data)
+    split_of = data.split_codes
     ids = content_ids(rows) if ids is None else ids
     constant = rows.min(axis=1) == rows.max(axis=1)  # blank images: all black, all white, ...
     return {
         "source": source,
+        "labels": labels,
+        "classes": list(data.classes),
         "images": len(rows),
         "valid_from": data.valid_from,
-        "splits": {split: _class_counts(labels) for split, labels in data.labels.items()},
+        "splits": {split: _class_counts(split_labels, data.classes) for split, split_labels in data.labels.items()},
         "duplicates": duplicates_report(ids, data.all_labels, split_of),
         "duplicates_csv": duplicates_csv,
         "constant_images": {split: int(constant[split_of == code].sum()) for code, split in enumerate(SPLITS)},
@@ -117,14 +129,9 @@ def _flat_images(data: Dataset) -> np.ndarray:
     return data.all_images.reshape(len(data.all_images), -1)
 
 
-def _split_codes(data: Dataset) -> np.ndarray:
-    """Each row's index into SPLITS."""
-    return np.repeat(np.arange(len(SPLITS)), data.sizes)
-
-
-def _class_counts(labels: np.ndarray) -> dict[str, int]:
-    counts = np.bincount(labels, minlength=len(EMOTIONS))
-    return {"total": int(len(labels)), **{name: int(count) for name, count in zip(EMOTIONS, counts)}}
+def _class_counts(labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(classes))
+    return {"total": int(len(labels)), **{name: int(count) for name, count in zip(classes, counts)}}
 
 
 def duplicates_report(ids: np.ndarray, labels: np.ndarray, split_of: np.ndarray) -> dict[str, Any]:
@@ -158,14 +165,14 @@ def duplicate_rows(data: Dataset, ids: np.ndarray) -> list[tuple[Any, ...]]:
     groups, first, group_of = np.unique(ids[repeated], return_index=True, return_inverse=True)
     number = np.argsort(np.argsort(first)) + 1  # groups numbered by where they first appear
     conflicting = _several_labels_per_id(ids, data.all_labels)
-    split_of = _split_codes(data)
+    split_of = data.split_codes
     split_start = np.concatenate(([0], np.cumsum(data.sizes)[:-1]))
     origins = data.origins.tolist() if data.origins is not None else [""] * len(ids)
     rows = []
     for position, group in zip(repeated.tolist(), group_of.ravel().tolist()):
         split = int(split_of[position])
         rows.append((int(number[group]), SPLITS[split], position - int(split_start[split]), origins[position],
-                     EMOTIONS[data.all_labels[position]], bool(conflicting[groups[group]])))
+                     data.classes[data.all_labels[position]], bool(conflicting[groups[group]])))
     rows.sort(key=lambda row: row[0])  # stable: a group's copies stay in train, valid, test order
     return rows
 

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from fer.emotions import EMOTIONS, IMAGE_SIZE, PIXELS_PER_IMAGE, SPLITS, USAGE_TO_SPLIT
+from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, PIXELS_PER_IMAGE, SPLITS, USAGE_TO_SPLIT
 from fer.errors import FerError
 
 
@@ -37,6 +37,9 @@ class Dataset:
     # where each row came from, so a report can point at it: the 1-based CSV line number (int64)
     # or the image file path (str); None for data made in memory
     origins: np.ndarray | None = None
+    classes: tuple[str, ...] = FER2013_CLASSES  # what each label names
+    # float32 (N, classes): each image's label distribution (FER+ votes); None = the one-hot labels
+    targets: np.ndarray | None = None
 
     @classmethod
     def from_splits(cls, images: dict[str, np.ndarray], labels: dict[str, np.ndarray], **extra: Any) -> Dataset:
@@ -44,13 +47,28 @@ class Dataset:
                    np.concatenate([labels[split] for split in SPLITS]),
                    tuple(len(labels[split]) for split in SPLITS), **extra)
 
+    def by_split(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """An array with one entry per row (train, then valid, then test), cut into the splits."""
+        return dict(zip(SPLITS, np.split(rows, np.cumsum(self.sizes)[:-1])))
+
     @property
     def images(self) -> dict[str, np.ndarray]:
-        return dict(zip(SPLITS, np.split(self.all_images, np.cumsum(self.sizes)[:-1])))
+        return self.by_split(self.all_images)
 
     @property
     def labels(self) -> dict[str, np.ndarray]:
-        return dict(zip(SPLITS, np.split(self.all_labels, np.cumsum(self.sizes)[:-1])))
+        return self.by_split(self.all_labels)
+
+    @property
+    def split_codes(self) -> np.ndarray:
+        """Each row's index into SPLITS."""
+        return np.repeat(np.arange(len(SPLITS)), self.sizes)
+
+    def label_distributions(self) -> np.ndarray:
+        """float32 (N, classes): `targets`, or the one-hot labels where there are none."""
+        if self.targets is not None:
+            return self.targets
+        return np.eye(len(self.classes), dtype=np.float32)[self.all_labels]
 
 
 def read_source(source: Path, valid_fraction: float, seed: int) -> Dataset:
@@ -69,7 +87,7 @@ def read_source(source: Path, valid_fraction: float, seed: int) -> Dataset:
 
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
 NEWLINE, CARRIAGE_RETURN, SPACE, QUOTE, COMMA = b'\n\r ",'
-LABEL_CODES = {str(label).encode(): label for label in range(len(EMOTIONS))}
+LABEL_CODES = {str(label).encode(): label for label in range(len(FER2013_CLASSES))}
 USAGE_CODES = {usage.encode(): SPLITS.index(split) for usage, split in USAGE_TO_SPLIT.items()}
 
 _BLOCK_BYTES = 1 << 20  # ~120 rows: small enough that a block's arrays stay in the CPU cache
@@ -386,7 +404,7 @@ def _row_problem(row: bytes, columns: _Columns) -> str | None:
         return f"expected {expected}, found {len(fields)}"
     emotion, usage = _trim(fields[columns.emotion]), _trim(fields[columns.usage])
     if emotion not in LABEL_CODES:
-        return f"emotion {_show(emotion)} is not a label 0-{len(EMOTIONS) - 1}"
+        return f"emotion {_show(emotion)} is not a label 0-{len(FER2013_CLASSES) - 1}"
     if usage not in USAGE_CODES:
         return f"Usage {_show(usage)} is not one of {', '.join(USAGE_TO_SPLIT)}"
     return _pixels_problem(_unquote(fields[columns.pixels]))
@@ -437,7 +455,7 @@ def _csv_dataset(parts: dict[str, list[_Rows]], path: Path) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 # Image folders
 
-CLASS_FOLDERS = {name.lower(): label for label, name in enumerate(EMOTIONS)}
+CLASS_FOLDERS = {name.lower(): label for label, name in enumerate(FER2013_CLASSES)}
 _PREFIX_SPLITS = {usage.lower(): split for usage, split in USAGE_TO_SPLIT.items()}
 
 

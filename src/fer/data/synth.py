@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from fer.atomic import atomic_path
-from fer.emotions import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+from fer.emotions import FER2013_CLASSES, IMAGE_SIZE
 from fer.errors import FerError
-from fer.layout import SYNTHETIC_CSV
+from fer.layout import SYNTHETIC_CSV, SYNTHETIC_VOTES
 from fer.params import DEFAULT_PARAMS, stage_params
 
 CSV_HEADER = "emotion,pixels,Usage"
@@ -75,7 +75,7 @@ def generate(n_per_class: int, seed: int) -> tuple[Array, Array]:
     if not _is_integer(seed) or seed < 0:
         raise FerError(f"synthetic seed must be an integer >= 0, got {seed!r}")
     rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES, dtype=np.int64), n_per_class))
+    labels = rng.permutation(np.repeat(np.arange(len(FER2013_CLASSES), dtype=np.int64), n_per_class))
     face = _sample_faces(labels, rng)
     chunks = [_render({key: values[start:start + _RENDER_BATCH] for key, values in face.items()}, rng)
               for start in range(0, len(labels), _RENDER_BATCH)]
@@ -99,6 +99,8 @@ def run(params_path: Path = DEFAULT_PARAMS, out: Path | None = None, grid: Path 
     splits = [(usage, *generate(params[key], split_seed(params["seed"], index)))
               for index, (usage, key) in enumerate(SPLIT_USAGES)]
     _write_csv(out, splits)
+    # The votes go beside the CSV, under the name FER+ gives them.
+    _write_votes(out.with_name(SYNTHETIC_VOTES.name), splits, split_seed(params["seed"], len(SPLIT_USAGES)))
     if grid is not None:
         _, images, labels = splits[0]
         save_grid(Path(grid), images, labels)
@@ -390,13 +392,44 @@ def _write_csv(out: Path, splits: list[tuple[str, Array, Array]]) -> None:
             handle.writelines(_csv_rows(usage, images, labels))
 
 
+# The FER+ votes file's columns; ours are its first eight in FER-2013's order, plus contempt.
+VOTES_HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+_VOTE_COLUMN_OF_CLASS = np.array([4, 5, 6, 1, 3, 2, 0])  # FER-2013 label -> its column among the ten
+_CONTEMPT, _ANNOTATORS = 7, 10
+
+
+def synthetic_votes(labels: Array, rng: np.random.Generator) -> Array:
+    """Ten FER+-style votes per image (int, N x 10 in the votes file's column order): 4-10 for its
+    own class and the rest spread over all ten columns, so the majority rule keeps most images,
+    drops some and, for a few neutral faces, finds contempt."""
+    agreeing = rng.integers(4, _ANNOTATORS + 1, len(labels))
+    votes = np.stack([rng.multinomial(_ANNOTATORS - agree, np.full(10, 0.1)) for agree in agreeing])
+    own = _VOTE_COLUMN_OF_CLASS[labels]
+    own[(labels == FER2013_CLASSES.index("Neutral")) & (rng.random(len(labels)) < 0.1)] = _CONTEMPT
+    votes[np.arange(len(labels)), own] += agreeing
+    return votes
+
+
+def _write_votes(out: Path, splits: list[tuple[str, Array, Array]], seed: int) -> None:
+    """The FER+ votes for the synthetic CSV, row for row; one row in a hundred names no image."""
+    rng = np.random.default_rng(seed)
+    with atomic_path(out) as tmp, open(tmp, "w") as handle:
+        handle.write(VOTES_HEADER + "\n")
+        row = 0
+        for usage, _, labels in splits:
+            for votes in synthetic_votes(labels, rng):
+                name = "" if rng.random() < 0.01 else f"fer{row:07d}.png"
+                handle.write(f"{usage},{name},{','.join(map(str, votes))}\n")
+                row += 1
+
+
 def save_grid(path: Path, images: Array, labels: Array, per_class: int = GRID_SAMPLES_PER_CLASS) -> None:
     """A PNG with one row per emotion holding its first `per_class` images."""
     # A bare Figure renders with Agg and leaves pyplot's global state and backend alone.
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(per_class * 0.9 + 0.9, NUM_CLASSES * 0.95))
-    axes = figure.subplots(NUM_CLASSES, per_class, squeeze=False)
+    figure = Figure(figsize=(per_class * 0.9 + 0.9, len(FER2013_CLASSES) * 0.95))
+    axes = figure.subplots(len(FER2013_CLASSES), per_class, squeeze=False)
     for label, row in enumerate(axes):
         picks = np.flatnonzero(labels == label)[:per_class]
         for axis, index in zip(row, picks):
@@ -405,7 +438,7 @@ def save_grid(path: Path, images: Array, labels: Array, per_class: int = GRID_SA
             axis.set_xticks([])
             axis.set_yticks([])
             axis.spines[:].set_visible(False)
-        row[0].set_ylabel(EMOTIONS[label], rotation=0, ha="right", va="center", fontsize=9)
+        row[0].set_ylabel(FER2013_CLASSES[label], rotation=0, ha="right", va="center", fontsize=9)
     figure.tight_layout(pad=0.3)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)

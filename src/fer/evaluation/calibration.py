@@ -12,7 +12,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from fer.data.arrays import load_split
+from fer.data.arrays import load_classes, load_split
+from fer.errors import FerError
 from fer.evaluation.inference import predict_proba
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
@@ -55,13 +56,18 @@ def run(checkpoint: Path, out: Path, data_dir: Path, half: bool = False) -> int:
     """`fer calibrate`: fit T on the valid split (PublicTest), write the checkpoint with it."""
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(state, source=str(checkpoint))
+    _, classes = load_classes(data_dir)
+    if tuple(state["classes"]) != classes:
+        raise FerError(f"{checkpoint}: trained on classes {', '.join(state['classes'])}, but {data_dir} holds "
+                       f"{', '.join(classes)}")
     images, labels = load_split(data_dir, "valid")
     probabilities = predict_proba(model, images, state["mean"], state["std"])
     temperature = fit_temperature(log_probabilities(probabilities), labels)
     calibrated = predict_proba(model, images, state["mean"], state["std"], temperature=temperature)
     weights = {name: value.half() if half and value.is_floating_point() else value
                for name, value in model.state_dict().items()}
-    kept = {key: state[key] for key in ("model", "dropout", "width", "mean", "std", "epoch", "val_acc") if key in state}
+    kept = {key: state[key] for key in ("model", "labels", "classes", "dropout", "width", "mean", "std", "epoch",
+                                        "val_acc") if key in state}
     save_checkpoint(out, {**kept, "state_dict": weights, "temperature": temperature,
                           "calibrated_on": f"{data_dir}/valid ({len(labels)} images)"})
     before, after = (expected_calibration_error(p, labels) for p in (probabilities, calibrated))

@@ -9,6 +9,7 @@ Per model it writes `metrics/<model>.json`, the few numbers worth comparing acro
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ from sklearn.metrics import accuracy_score, classification_report
 
 from fer.atomic import atomic_dir, atomic_path, write_json
 from fer.choices import MODEL_NAMES
-from fer.data.arrays import load_split
-from fer.emotions import EMOTIONS, NUM_CLASSES
+from fer.data.arrays import load_classes, load_split
+from fer.errors import FerError
 from fer.evaluation import figures
 from fer.evaluation.inference import predict_proba
 from fer.layout import DATA_DIR, FIGURES_DIR, RunPaths
@@ -30,13 +31,13 @@ from fer.runtime import inference_precision, resolve_device
 EVAL_SPLITS = ("valid", "test")  # PublicTest and PrivateTest
 
 
-def per_class_report(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    """Per emotion: precision, recall, F1 and support; with the accuracy and the macro averages.
+def per_class_report(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Per class (labels index `classes`): precision, recall, F1 and support; with the accuracy and the macro averages.
 
     scikit-learn's report, with "f1-score" named "f1" as in the rest of our files. (A per-class
     "accuracy", the share of a class's images classified right, would only repeat its recall.)
     """
-    report = classification_report(labels, predicted, labels=list(range(NUM_CLASSES)), target_names=EMOTIONS,
+    report = classification_report(labels, predicted, labels=list(range(len(classes))), target_names=classes,
                                    output_dict=True, zero_division=0)
     def rounded(scores: dict[str, float]) -> dict[str, float]:
         return {"precision": round(scores["precision"], 6), "recall": round(scores["recall"], 6),
@@ -44,12 +45,13 @@ def per_class_report(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any
 
     return {"accuracy": round(float(accuracy_score(labels, predicted)), 6),
             "macro_f1": round(report["macro avg"]["f1-score"], 6),
-            "per_class": {emotion: rounded(report[emotion]) for emotion in EMOTIONS},
+            "per_class": {name: rounded(report[name]) for name in classes},
             "macro_avg": rounded(report["macro avg"]), "weighted_avg": rounded(report["weighted avg"])}
 
 
-def split_reports(labels: np.ndarray, plain: np.ndarray, augmented: np.ndarray) -> dict[str, Any]:
-    return {"plain": per_class_report(labels, plain), "tta": per_class_report(labels, augmented)}
+def split_reports(labels: np.ndarray, plain: np.ndarray, augmented: np.ndarray,
+                  classes: Sequence[str]) -> dict[str, Any]:
+    return {"plain": per_class_report(labels, plain, classes), "tta": per_class_report(labels, augmented, classes)}
 
 
 def summary_metrics(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -63,32 +65,35 @@ def summary_metrics(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return metrics
 
 
-def evaluate_model(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]],
+def evaluate_model(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: tuple[str, ...],
                    params: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
     """The full report for one model, and its plain test-split predictions."""
     path = RunPaths.for_model(name).best
     checkpoint = load_checkpoint(path)
+    if tuple(checkpoint["classes"]) != classes:
+        raise FerError(f"{path}: trained on classes {', '.join(checkpoint['classes'])}, but the data's are "
+                       f"{', '.join(classes)}: retrain it (`dvc repro`) after changing data.labels")
     model = model_from_checkpoint(checkpoint, source=str(path))
     device = resolve_device(params["device"])
     options = {"mean": checkpoint["mean"], "std": checkpoint["std"], "batch_size": params["batch_size"],
                "device": device, "precision": inference_precision(device)}
-    report: dict[str, Any] = {"best_epoch": checkpoint.get("epoch"), "tta": params["tta"]}
+    report: dict[str, Any] = {"best_epoch": checkpoint.get("epoch"), "tta": params["tta"], "classes": list(classes)}
     test_predicted = np.zeros(0, dtype=np.int64)
     for split, (images, labels) in splits.items():
         plain = predict_proba(model, images, tta="none", **options).argmax(axis=1)
         augmented = (plain if params["tta"] == "none"
                      else predict_proba(model, images, tta=params["tta"], **options).argmax(axis=1))
-        report[split] = split_reports(labels, plain, augmented)
+        report[split] = split_reports(labels, plain, augmented, classes)
         if split == "test":
             test_predicted = plain
     return report, test_predicted
 
 
-def _write_confusion_csv(path: Path, labels: np.ndarray, predicted: np.ndarray) -> None:
+def _write_confusion_csv(path: Path, labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["actual", "predicted"])
-        writer.writerows((EMOTIONS[a], EMOTIONS[p]) for a, p in zip(labels, predicted))
+        writer.writerows((classes[a], classes[p]) for a, p in zip(labels, predicted))
 
 
 def _write_f1_csv(path: Path, f1: dict[str, float]) -> None:
@@ -97,14 +102,14 @@ def _write_f1_csv(path: Path, f1: dict[str, float]) -> None:
 
 
 def _write_figures(metrics: dict[str, dict[str, Any]], predictions: dict[str, np.ndarray],
-                   test_labels: np.ndarray) -> None:
+                   test_labels: np.ndarray, classes: Sequence[str]) -> None:
     curve_files = {name: RunPaths.for_model(name).curves for name in metrics}
     curves = {name: pd.read_csv(path) for name, path in curve_files.items() if path.exists()}
     with atomic_dir(FIGURES_DIR) as folder:
         if curves:
             figures.plot_curves(curves, folder / "curves.png")
         for name, predicted in predictions.items():
-            figures.plot_confusion(test_labels, predicted, EMOTIONS, f"{name}: PrivateTest, rows normalised",
+            figures.plot_confusion(test_labels, predicted, classes, f"{name}: PrivateTest, rows normalised",
                                    folder / f"confusion_{name}.png")
         per_class_f1 = pd.DataFrame({name: m["test"]["f1"] for name, m in metrics.items()})
         figures.plot_f1_bars(per_class_f1, folder / "f1_per_class.png")
@@ -113,22 +118,23 @@ def _write_figures(metrics: dict[str, dict[str, Any]], predictions: dict[str, np
 def run(params_path: Path = DEFAULT_PARAMS, models: list[str] | tuple[str, ...] = MODEL_NAMES,
         data_dir: Path = DATA_DIR) -> dict[str, dict[str, Any]]:
     params = stage_params("evaluate", params_path)
+    _, classes = load_classes(data_dir)
     splits = {split: load_split(data_dir, split) for split in EVAL_SPLITS}
     test_labels = splits["test"][1]
     reports, predictions = {}, {}
     # Score every model before writing anything, so a bad checkpoint leaves no partial outputs.
     for name in models:
-        reports[name], predictions[name] = evaluate_model(name, splits, params)
+        reports[name], predictions[name] = evaluate_model(name, splits, classes, params)
     results = {name: summary_metrics({split: report[split] for split in EVAL_SPLITS})
                for name, report in reports.items()}
     for name, metrics in results.items():
         paths = RunPaths.for_model(name)
         write_json(paths.metrics, metrics)
         write_json(paths.report, reports[name])
-        _write_confusion_csv(paths.confusion, test_labels, predictions[name])
+        _write_confusion_csv(paths.confusion, test_labels, predictions[name], classes)
         _write_f1_csv(paths.f1, metrics["test"]["f1"])
         print(f"{name}: PublicTest acc {metrics['valid']['accuracy']:.4f} | PrivateTest acc "
               f"{metrics['test']['accuracy']:.4f} (TTA {metrics['test']['accuracy_tta']:.4f}) "
               f"macro-F1 {metrics['test']['macro_f1']:.4f}")
-    _write_figures(results, predictions, test_labels)
+    _write_figures(results, predictions, test_labels, classes)
     return results

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer.choices import TTA_MODES, check_choice
-from fer.emotions import IMAGE_SIZE, NUM_CLASSES
+from fer.emotions import IMAGE_SIZE
 from fer.models.inputs import normalize
 
 TENCROP_SIZE = 44  # crops keep ~92% of the side, then are resized back to 48
@@ -46,10 +46,10 @@ def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], ima
                   mean: float, std: float, *, tta: str = "none", batch_size: int = 1024,
                   device: torch.device | None = None, precision: str = "fp32",
                   channels_last: bool = True, temperature: float = 1.0) -> np.ndarray:
-    """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views;
+    """Softmax probabilities (N, classes) for uint8 images (N, 48, 48), averaged over the TTA views;
     logits are divided by `temperature` first (see fer.evaluation.calibration).
 
-    `model` is a torch network or any callable from a float (B,1,48,48) batch to (B,7) logits,
+    `model` is a torch network or any callable from a float (B,1,48,48) batch to (B,classes) logits,
     such as an ONNX Runtime session wrapper; a callable gets plain contiguous NCHW input.
     """
     device = device or torch.device("cpu")
@@ -72,6 +72,6 @@ def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], ima
                 logits = model(view)
             total = total + (logits.float() / temperature).softmax(dim=1)
         outputs.append(total / len(views))
-    if not outputs:
-        return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    if not outputs:  # no images: the model's answer to an empty batch has the right number of classes
+        return model(torch.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), device=device)).float().cpu().numpy()
     return torch.cat(outputs).cpu().numpy()

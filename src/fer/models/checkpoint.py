@@ -11,6 +11,7 @@ from torch import nn
 
 from fer.atomic import atomic_path
 from fer.choices import MODEL_NAMES
+from fer.emotions import FER2013_CLASSES
 from fer.errors import FerError, first_line
 from fer.models.networks import build_model
 
@@ -39,12 +40,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise FerError(f"{path}: checkpoint lacks '{missing[0]}'")
     if checkpoint["model"] not in MODEL_NAMES:
         raise FerError(f"{path}: checkpoint is for unknown model '{checkpoint['model']}'")
+    classes = checkpoint.setdefault("classes", list(FER2013_CLASSES))  # older checkpoints are all FER-2013's
+    if not isinstance(classes, list) or not classes or not all(isinstance(name, str) for name in classes):
+        raise FerError(f"{path}: checkpoint's 'classes' is not a list of class names")
     return checkpoint
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> nn.Module:
     """Rebuild the network in eval mode from a loaded checkpoint."""
-    model = build_model(checkpoint["model"], dropout=float(checkpoint["dropout"]),
+    model = build_model(checkpoint["model"], len(checkpoint["classes"]), dropout=float(checkpoint["dropout"]),
                         width=float(checkpoint.get("width", 1.0)))
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fer.choices import MODEL_NAMES, check_choice
-from fer.emotions import IMAGE_SIZE, NUM_CLASSES
+from fer.emotions import IMAGE_SIZE
 
 
 def _conv_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -23,7 +23,7 @@ def scaled(channels: int, width: float) -> int:
 class BasicConvNet(nn.Module):
     """A plain CNN: three conv+pool stages and a two-layer MLP head, no normalisation layers."""
 
-    def __init__(self, dropout: float = 0.0, num_classes: int = NUM_CLASSES, width: float = 1.0) -> None:
+    def __init__(self, num_classes: int, dropout: float = 0.0, width: float = 1.0) -> None:
         super().__init__()
         c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
         self.features = nn.Sequential(
@@ -61,7 +61,7 @@ def _vgg_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequen
 class VGGNet(nn.Module):
     """VGG-style: four blocks of two 3x3 conv+BN+ReLU with max-pooling and dropout, then an FC head."""
 
-    def __init__(self, dropout: float = 0.5, num_classes: int = NUM_CLASSES, width: float = 1.0) -> None:
+    def __init__(self, num_classes: int, dropout: float = 0.5, width: float = 1.0) -> None:
         super().__init__()
         widths = tuple(scaled(c, width) for c in (64, 128, 256, 512))
         blocks = [_vgg_block(c_in, c_out, dropout) for c_in, c_out in zip((1,) + widths, widths)]
@@ -81,5 +81,5 @@ class VGGNet(nn.Module):
 MODELS: dict[str, Callable[..., nn.Module]] = dict(zip(MODEL_NAMES, (BasicConvNet, VGGNet), strict=True))
 
 
-def build_model(name: str, dropout: float = 0.0, width: float = 1.0) -> nn.Module:
-    return MODELS[check_choice("model", name, MODEL_NAMES)](dropout=dropout, width=width)
+def build_model(name: str, num_classes: int, dropout: float = 0.0, width: float = 1.0) -> nn.Module:
+    return MODELS[check_choice("model", name, MODEL_NAMES)](num_classes, dropout=dropout, width=width)

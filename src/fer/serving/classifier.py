@@ -19,7 +19,6 @@ from torch import nn
 
 import fer.pretrained
 from fer.choices import SHIPPED_MODELS
-from fer.emotions import EMOTIONS
 from fer.errors import FerError, first_line
 from fer.evaluation.inference import predict_proba
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -38,30 +37,34 @@ class Classifier:
     mean: float
     std: float
     kind: str       # "checkpoint" or "onnx"
+    classes: tuple[str, ...]  # what each output means, from the checkpoint or the ONNX metadata
     temperature: float = 1.0  # divides the logits; fitted by `fer calibrate`
 
     def predict_proba(self, faces: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
-        """Calibrated class probabilities (N, 7) for uint8 faces (N, 48, 48)."""
+        """Calibrated class probabilities (N, classes) for uint8 faces (N, 48, 48)."""
         return predict_proba(self.model, faces, self.mean, self.std, tta=tta, batch_size=batch_size,
                              temperature=self.temperature)
 
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """An ONNX Runtime session as a callable from a float (B,1,48,48) tensor to (B,7) logits."""
+    """An ONNX Runtime session as a callable from a float (B,1,48,48) tensor to (B,classes) logits."""
 
     session: Any
     name: str
     mean: float
     std: float
+    classes: tuple[str, ...]
     temperature: float = 1.0
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if not len(batch):
+            return torch.zeros((0, len(self.classes)))
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
 
 
-def _read_metadata(path: Path, props: dict[str, str]) -> tuple[str, float, float, float]:
+def _read_metadata(path: Path, props: dict[str, str]) -> tuple[str, float, float, tuple[str, ...], float]:
     if props.get("fer_format") != ONNX_FORMAT:
         raise FerError(f"{path}: ONNX model lacks fer metadata (make it with `fer export --onnx`)")
     try:
@@ -70,9 +73,9 @@ def _read_metadata(path: Path, props: dict[str, str]) -> tuple[str, float, float
         temperature = float(props.get("temperature", 1.0))
     except (KeyError, ValueError) as error:
         raise FerError(f"{path}: bad fer metadata in ONNX model ({error})") from None
-    if classes != list(EMOTIONS):
-        raise FerError(f"{path}: ONNX model classes {classes} differ from {list(EMOTIONS)}")
-    return name, mean, std, temperature
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise FerError(f"{path}: bad fer metadata in ONNX model (classes {str(classes)[:60]} is not a list of names)")
+    return name, mean, std, tuple(classes), temperature
 
 
 def load_onnx(path: str | os.PathLike) -> OnnxModel:
@@ -88,8 +91,8 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for bad files
         raise FerError(f"{path}: not a readable ONNX model ({first_line(error)})") from None
-    name, mean, std, temperature = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
-    return OnnxModel(session=session, name=name, mean=mean, std=std, temperature=temperature)
+    name, mean, std, classes, temperature = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
+    return OnnxModel(session=session, name=name, mean=mean, std=std, classes=classes, temperature=temperature)
 
 
 def model_file(model: str | os.PathLike) -> Path:
@@ -111,8 +114,8 @@ def load_classifier(model: str | os.PathLike) -> Classifier:
     if path.suffix.lower() == ".onnx":
         onnx_model = load_onnx(path)
         return Classifier(onnx_model, onnx_model.name, onnx_model.mean, onnx_model.std, "onnx",
-                          onnx_model.temperature)
+                          onnx_model.classes, onnx_model.temperature)
     checkpoint = load_checkpoint(path)
     network = model_from_checkpoint(checkpoint, source=str(path))
     return Classifier(network, str(checkpoint["model"]), float(checkpoint["mean"]), float(checkpoint["std"]),
-                      "checkpoint", float(checkpoint.get("temperature", 1.0)))
+                      "checkpoint", tuple(checkpoint["classes"]), float(checkpoint.get("temperature", 1.0)))

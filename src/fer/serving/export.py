@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fer.atomic import atomic_path
-from fer.emotions import EMOTIONS, IMAGE_SIZE
+from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
 from fer.serving.classifier import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, model_file
@@ -44,7 +44,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def to_onnx(model: nn.Module) -> Any:
-    """The model as an onnx.ModelProto with input (N,1,48,48) and output (N,7), N dynamic."""
+    """The model as an onnx.ModelProto with input (N,1,48,48) and output (N,classes), N dynamic."""
     try:
         import onnxscript  # noqa: F401  (the exporter needs it; fail here with a clear message)
     except ImportError:
@@ -67,7 +67,7 @@ def metadata(checkpoint: dict[str, Any], source: str) -> dict[str, str]:
         "mean": repr(float(checkpoint["mean"])),
         "std": repr(float(checkpoint["std"])),
         "temperature": repr(float(checkpoint.get("temperature", 1.0))),
-        "classes": json.dumps(list(EMOTIONS)),
+        "classes": json.dumps(list(checkpoint["classes"])),
         "source_checkpoint": source,
     }
 
@@ -84,4 +84,4 @@ def run(model: str | os.PathLike, onnx_path: str | os.PathLike) -> None:
     with atomic_path(onnx_path) as tmp:
         onnx.save_model(proto, str(tmp))
     print(f"wrote {onnx_path} ({checkpoint['model']}, input {INPUT_NAME} (N,1,{IMAGE_SIZE},{IMAGE_SIZE}), "
-          f"output {OUTPUT_NAME} (N,{len(EMOTIONS)}))")
+          f"output {OUTPUT_NAME} (N,{len(checkpoint['classes'])}): {', '.join(checkpoint['classes'])})")

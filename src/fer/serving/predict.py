@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
 from fer.choices import SHIPPED_MODELS, TTA_MODES, check_choice
-from fer.emotions import EMOTIONS, NUM_CLASSES
+from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError, first_line
 from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image, to_gray
 from fer.serving.classifier import Classifier, load_classifier
@@ -31,9 +31,15 @@ from fer.serving.faces import Box, Detector, find_faces, make_detector
 # With --annotate the decoded images wait in memory until their faces are classified; this caps
 # that at a few big photos, whatever the batch size.
 MAX_HELD_IMAGE_BYTES = 256 * 1024 * 1024
-# BGR colour per emotion for the annotated copies, in EMOTIONS order.
-EMOTION_COLOURS = ((40, 40, 220), (40, 140, 40), (160, 60, 160), (0, 200, 255),
-                   (200, 120, 40), (0, 140, 255), (170, 170, 170))
+# BGR colour per class for the annotated copies and `fer serve`'s page; grey for any other name.
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "Angry": (40, 40, 220), "Disgust": (40, 140, 40), "Fear": (160, 60, 160), "Happy": (0, 200, 255),
+    "Sad": (200, 120, 40), "Surprise": (0, 140, 255), "Neutral": (170, 170, 170), "Contempt": (140, 90, 40)}
+OTHER_COLOUR = (120, 120, 120)
+
+
+def class_colour(name: str) -> tuple[int, int, int]:
+    return CLASS_COLOURS.get(name, OTHER_COLOUR)
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,12 @@ class Source:
 @dataclass(frozen=True)
 class Face:
     box: Box
-    probabilities: np.ndarray  # (7,), in EMOTIONS order
+    probabilities: np.ndarray  # (classes,)
+    classes: tuple[str, ...]  # the model's, which the probabilities follow
 
     @property
     def emotion(self) -> str:
-        return EMOTIONS[int(self.probabilities.argmax())]
+        return self.classes[int(self.probabilities.argmax())]
 
     @property
     def score(self) -> float:
@@ -148,17 +155,20 @@ def _in_batches(detected: Iterable[_Detected], batch_size: int) -> Iterator[list
         yield group
 
 
+def classify_faces(found: Sequence[tuple[Box, np.ndarray]], classifier: Classifier, tta: str = "none",
+                   batch_size: int = 256) -> list[Face]:
+    """The faces found (box, 48x48 crop), classified in batches."""
+    crops = np.stack([crop for _, crop in found]) if found else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    probabilities = classifier.predict_proba(crops, tta=tta, batch_size=batch_size)
+    return [Face(box, p, classifier.classes) for (box, _), p in zip(found, probabilities)]
+
+
 def _classify(group: list[_Detected], classifier: Classifier, tta: str, batch_size: int) -> list[ImageResult]:
-    crops = [crop for item in group for _, crop in item.faces]
-    probabilities = np.zeros((0, NUM_CLASSES), dtype=np.float32)
-    if crops:
-        probabilities = classifier.predict_proba(np.stack(crops), tta=tta, batch_size=batch_size)
+    faces = classify_faces([face for item in group for face in item.faces], classifier, tta, batch_size)
     results, start = [], 0
     for item in group:
-        boxes = [box for box, _ in item.faces]
-        faces = [Face(box, probabilities[start + index]) for index, box in enumerate(boxes)]
-        start += len(boxes)
-        results.append(ImageResult(item.source, item.width, item.height, faces))
+        results.append(ImageResult(item.source, item.width, item.height, faces[start:start + len(item.faces)]))
+        start += len(item.faces)
     return results
 
 
@@ -173,7 +183,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     thickness = max(1, round(min(image.shape[:2]) / 240))
     for face in faces:
         x, y, width, height = face.box
-        colour = EMOTION_COLOURS[EMOTIONS.index(face.emotion)]
+        colour = class_colour(face.emotion)
         cv2.rectangle(image, (x, y), (x + width - 1, y + height - 1), colour, thickness)
         label = f"{face.emotion} {face.score:.0%}"
         scale = min(2.0, max(0.35, width / 280))  # about the box's width for an 11-character label
@@ -227,7 +237,7 @@ def face_json(face: Face) -> dict[str, Any]:
     x, y, width, height = face.box
     return {"box": {"x": x, "y": y, "w": width, "h": height}, "emotion": face.emotion,
             "score": round(face.score, 6),
-            "probabilities": {name: round(float(p), 6) for name, p in zip(EMOTIONS, face.probabilities)}}
+            "probabilities": {name: round(float(p), 6) for name, p in zip(face.classes, face.probabilities)}}
 
 
 def image_json(width: int, height: int, faces: Sequence[Face]) -> dict[str, Any]:
@@ -241,7 +251,7 @@ def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str
         "model": {"path": str(model_path), "name": classifier.name, "kind": classifier.kind},
         "detector": detector,
         "tta": tta,
-        "emotions": list(EMOTIONS),
+        "emotions": list(classifier.classes),
         "images": [{"path": str(result.source.path), **image_json(result.width, result.height, result.faces)}
                    for result in results],
         "failed": [{"path": str(source.path), "error": problem} for source, problem in failures],
@@ -250,16 +260,17 @@ def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str
     }
 
 
-def format_table(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]]) -> str:
-    """One row per face (or per image without one): box, top emotion and all seven probabilities."""
+def format_table(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]],
+                 classes: Sequence[str]) -> str:
+    """One row per face (or per image without one): box, top emotion and every class's probability."""
     rows = []
     for result in results:
         if not result.faces:
-            rows.append([str(result.source.path), "-", "-", "no face found"] + [""] * len(EMOTIONS))
+            rows.append([str(result.source.path), "-", "-", "no face found"] + [""] * len(classes))
         for number, face in enumerate(result.faces, start=1):
             rows.append([str(result.source.path), str(number), ",".join(map(str, face.box)), face.emotion]
                         + [f"{p:.2f}" for p in face.probabilities])
-    header = ["image", "face", "box x,y,w,h", "emotion", *EMOTIONS]
+    header = ["image", "face", "box x,y,w,h", "emotion", *classes]
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
     left_aligned = {0, 2, 3}
     lines = ["  ".join(cell.ljust(width) if column in left_aligned else cell.rjust(width)
@@ -313,6 +324,6 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_M
     if json_out is not None:
         _write_json(json_out, to_json(results, failures, classifier, str(model), detector, tta))
     if json_out != "-":
-        print(format_table(results, failures))
+        print(format_table(results, failures, classifier.classes))
     return 1 if failures else 0
 

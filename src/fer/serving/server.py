@@ -32,12 +32,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from fer.choices import SHIPPED_MODELS
-from fer.emotions import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.imaging import BadImage, decode_image, to_gray
 from fer.serving.classifier import Classifier, load_classifier
 from fer.serving.faces import Detector, find_faces, make_detector
-from fer.serving.predict import Face, image_json
+from fer.serving.predict import Face, class_colour, classify_faces, image_json
 
 DETECTOR = "haar"
 DEFAULT_MAX_UPLOAD_MB = 10.0
@@ -73,11 +73,7 @@ def predict_bytes(data: bytes, classifier: Classifier, detector: Detector) -> Pr
     Raises BadImage when the bytes are not a usable image."""
     image = decode_image(data)
     height, width = image.shape[:2]
-    found = find_faces(to_gray(image), detector)
-    probabilities = np.zeros((0, NUM_CLASSES), dtype=np.float32)
-    if found:
-        probabilities = classifier.predict_proba(np.stack([crop for _, crop in found]))
-    return Prediction(width, height, [Face(box, p) for (box, _), p in zip(found, probabilities)])
+    return Prediction(width, height, classify_faces(find_faces(to_gray(image), detector), classifier))
 
 
 class UploadTooLarge(HTTPException):
@@ -159,12 +155,14 @@ def create_app(classifier: Classifier, label: str, max_upload_bytes: int,
 
     app = FastAPI(title="fer serve", version="1", lifespan=lifespan,
                   description="Facial-emotion recognition: faces, boxes and the probability of each of "
-                              f"{NUM_CLASSES} emotions for one image per request.")
+                              f"{len(classifier.classes)} emotions for one image per request.")
     app.add_middleware(BodyLimit, limit=max_upload_bytes + ENVELOPE_BYTES, shown_limit=max_upload_bytes)
     static = _static_files()
     health = {"status": "ok", "model": {"name": label, "architecture": classifier.name, "kind": classifier.kind,
                                         "temperature": classifier.temperature},
-              "classes": list(EMOTIONS), "detector": DETECTOR, "face_size": IMAGE_SIZE,
+              "classes": list(classifier.classes),
+              "colours": {name: "#{2:02x}{1:02x}{0:02x}".format(*class_colour(name)) for name in classifier.classes},
+              "detector": DETECTOR, "face_size": IMAGE_SIZE,
               "max_upload_bytes": max_upload_bytes}
 
     @app.exception_handler(RequestValidationError)

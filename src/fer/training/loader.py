@@ -116,6 +116,7 @@ def share(count: int, rank: int, processes: int) -> slice:
 class BatchLoader:
     """Iterate one split in batches; the images stay resident on the device as uint8.
 
+    `labels` are class indices (N,) or label distributions (N, classes), yielded batch by batch alike.
     With `processes` > 1, `batch_size` is the global batch and each batch holds this `rank`'s share of it."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int,

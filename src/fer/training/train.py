@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
-from fer.data.arrays import load_split
+from fer.data.arrays import load_classes, load_probabilities, load_split
 from fer.errors import FerError
 from fer.layout import DATA_DIR, RunPaths
 from fer.models.checkpoint import load_checkpoint, save_checkpoint
@@ -102,7 +102,8 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
         # Accumulate on the device: reading a value here would stall a GPU every step.
         if len(y):  # an empty share's mean loss is NaN
             loss_sum += loss.detach().float() * len(y)
-        correct += (logits.detach().argmax(dim=1) == y).sum()
+        # With soft targets, accuracy is against each distribution's top class, the majority label.
+        correct += (logits.detach().argmax(dim=1) == (y if y.ndim == 1 else y.argmax(dim=1))).sum()
         seen += len(y)
         progress.update(1)
         if device.type == "cpu" and step % 10 == 0 and not progress.disable:
@@ -206,20 +207,25 @@ def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, d
     if params["batch_size"] < world.size:
         raise FerError(f"train.batch_size {params['batch_size']} is the global batch: it must be at least "
                        f"the number of processes ({world.size})")
+    label_set, classes = load_classes(data_dir)
     train_images, train_labels = load_split(data_dir, "train")
     valid_images, valid_labels = load_split(data_dir, "valid")
+    # Soft targets (FER+ vote distributions) train; validation always scores the majority label.
+    train_targets = (load_probabilities(data_dir, train_labels) if params["targets"] == "probability"
+                     else train_labels)
     # The normalisation statistics come from train alone and travel inside every checkpoint.
     mean, std = train_statistics(train_images)
-    fingerprint = _fingerprint(params, [train_images, train_labels, valid_images, valid_labels])
+    fingerprint = _fingerprint({**params, "classes": classes},
+                               [train_images, train_targets, valid_images, valid_labels])
 
-    train_loader = BatchLoader(train_images, train_labels, device, params["batch_size"], mean, std,
+    train_loader = BatchLoader(train_images, train_targets, device, params["batch_size"], mean, std,
                                params["channels_last"], augment=params["augment"], shuffle=True,
                                rank=world.rank, processes=world.size)
     valid_loader = BatchLoader(valid_images, valid_labels, device, params["eval_batch_size"], mean, std,
                                params["channels_last"])
 
     torch.manual_seed(params["seed"])
-    model = build_model(name, dropout=params["dropout"], width=params["width"])
+    model = build_model(name, len(classes), dropout=params["dropout"], width=params["width"])
     model = distributed.sync_batchnorm(model, world, params["sync_batchnorm"]).to(device)
     if params["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
@@ -244,7 +250,8 @@ def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, d
     # Rank 0 validates alone, so outside DDP, whose forward would wait for the other ranks.
     evaluated = step_model if ema is None and not world.launched else kept
 
-    plain = {"model": name, "dropout": float(params["dropout"]), "width": float(params["width"]),
+    plain = {"model": name, "labels": label_set, "classes": list(classes),
+             "dropout": float(params["dropout"]), "width": float(params["width"]),
              "mean": mean, "std": std, "params": params, "fingerprint": fingerprint}
     for epoch in range(len(history) + 1, params["epochs"] + 1):
         started = time.perf_counter()

@@ -4,10 +4,10 @@
 
 const LIVE_INTERVAL_MS = 333; // about 3 frames a second; the next frame waits for the last answer
 const SNAPSHOT_QUALITY = 0.9;
-// One colour per emotion, in the order /api/health lists the classes (same hues as `fer predict --annotate`).
-const COLOURS = ["#dc2828", "#288c28", "#a03ca0", "#ffc800", "#2878c8", "#ff8c00", "#aaaaaa"];
+// Each class's colour comes from /api/health (the hues of `fer predict --annotate`); grey until then.
+const FALLBACK_COLOUR = "#787878";
 
-const state = { classes: [], maxBytes: 10 * 1024 * 1024, stream: null, live: false };
+const state = { classes: [], colours: {}, maxBytes: 10 * 1024 * 1024, stream: null, live: false };
 const $ = (id) => document.getElementById(id);
 
 function element(tag, className, text) {
@@ -26,8 +26,7 @@ function megabytes(bytes) {
 }
 
 function colour(emotion) {
-  const index = state.classes.indexOf(emotion);
-  return COLOURS[index >= 0 ? index % COLOURS.length : COLOURS.length - 1];
+  return state.colours[emotion] || FALLBACK_COLOUR;
 }
 
 function setStatus(text) {
@@ -39,6 +38,7 @@ async function loadHealth() {
     const response = await fetch("/api/health");
     const health = await response.json();
     state.classes = health.classes;
+    state.colours = health.colours || {};
     state.maxBytes = health.max_upload_bytes;
     const model = health.model;
     $("model").textContent = `Model ${model.name} (${model.architecture}, ${model.kind}), ` +
