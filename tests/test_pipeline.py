@@ -159,3 +159,19 @@ def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path, tmp_path: Pat
     assert ran == {"train_basic", "evaluate"}, output
     assert "basic.lr" in dvc(repo, "params", "diff")
     assert "metrics/basic_train.json" in dvc(repo, "metrics", "diff")
+
+
+def test_ferplus_labels_rerun_the_pipeline_and_diff_against_fer2013(pipeline_repo: Path, tmp_path: Path) -> None:
+    """`dvc exp run -S data.labels=ferplus` on the synthetic data and its votes: every stage after
+    synth reruns, eight classes come out, and `dvc metrics diff` compares the two label sets."""
+    repo = tmp_path / "copy"
+    shutil.copytree(pipeline_repo, repo, symlinks=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "tiny profile run")
+    output = dvc(repo, "exp", "run", "-S", "data.labels=ferplus")
+    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"preprocess", "train_basic", "train_vgg", "evaluate"}, output
+    assert json.loads((repo / "data/processed/classes.json").read_text())["classes"][-1] == "Contempt"
+    assert "Contempt" in json.loads((repo / "metrics/vgg.json").read_text())["test"]["f1"]
+    diff = dvc(repo, "metrics", "diff", "--json")
+    assert json.loads(diff)["metrics/data.json"]["images"]["diff"] < 0  # the majority rule drops some
