@@ -110,4 +110,4 @@ def test_queued_grid_runs_two_at_a_time_and_exp_show_lists_both(repo: Path) -> N
     for row in rows:
         assert row["State"] == "Success"
         assert 0.0 <= float(row["metrics/basic.json:test.accuracy"]) <= 1.0, row
-        assert float(row["metrics/basic_train.json:train_images_per_second"]) > 0, row
+        assert float(row["metrics/basic_train.json:wall_seconds"]) > 0, row
