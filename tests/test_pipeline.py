@@ -152,14 +152,20 @@ def test_editing_image_reading_reruns_preprocess(pipeline_repo: Path) -> None:
     assert "preprocess" in status_after_editing(pipeline_repo, "imaging.py")
 
 
-def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path, tmp_path: Path) -> None:
-    """`dvc exp run -S`, as a user would, in a copy so that the other tests keep their repo."""
+def experiment_in_a_copy(pipeline_repo: Path, tmp_path: Path, setting: str) -> tuple[Path, set[str], str]:
+    """`dvc exp run -S setting` in a committed copy, so that the other tests keep their repo: the
+    copy, the stages that ran, and dvc's output."""
     repo = tmp_path / "copy"
     shutil.copytree(pipeline_repo, repo, symlinks=True)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "tiny profile run")
-    output = dvc(repo, "exp", "run", "-S", "++basic.lr=0.02")
-    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    output = dvc(repo, "exp", "run", "-S", setting)
+    return repo, {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}, output
+
+
+def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path, tmp_path: Path) -> None:
+    """`dvc exp run -S`, as a user would."""
+    repo, ran, output = experiment_in_a_copy(pipeline_repo, tmp_path, "++basic.lr=0.02")
     assert ran == {"train_basic", "evaluate"}, output
     assert "basic.lr" in dvc(repo, "params", "diff")
     assert "metrics/basic_train.json" in dvc(repo, "metrics", "diff")
@@ -168,12 +174,7 @@ def test_one_parameter_reruns_only_its_stages(pipeline_repo: Path, tmp_path: Pat
 def test_ferplus_labels_rerun_the_pipeline_and_diff_against_fer2013(pipeline_repo: Path, tmp_path: Path) -> None:
     """`dvc exp run -S data.labels=ferplus` on the synthetic data and its votes: every stage after
     synth reruns, eight classes come out, and `dvc metrics diff` compares the two label sets."""
-    repo = tmp_path / "copy"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "tiny profile run")
-    output = dvc(repo, "exp", "run", "-S", "data.labels=ferplus")
-    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    repo, ran, output = experiment_in_a_copy(pipeline_repo, tmp_path, "data.labels=ferplus")
     assert ran == {"preprocess", "train_basic", "train_vgg", "evaluate"}, output
     assert json.loads((repo / "data/processed/classes.json").read_text())["classes"][-1] == "Contempt"
     assert "Contempt" in json.loads((repo / "metrics/vgg.json").read_text())["test"]["f1"]
