@@ -12,7 +12,7 @@ from fer.errors import FerError
 
 MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")  # architectures
 # Trained models that ship inside the package (src/fer/pretrained/<name>.pt); the first is the default.
-SHIPPED_MODELS: tuple[str, ...] = ("fer2013",)
+SHIPPED_MODELS: tuple[str, ...] = ("fer2013", "ferplus")
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
 DETECTORS: tuple[str, ...] = ("haar", "none")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
