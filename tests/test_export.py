@@ -12,6 +12,7 @@ import onnxruntime
 import pytest
 import torch
 
+from fer.choices import SHIPPED_MODELS
 from fer.cli import main
 from fer.emotions import FER2013_CLASSES
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -103,5 +104,6 @@ def test_onnx_without_fer_metadata_is_refused(exported, tmp_path, capfd):
 def test_export_of_a_missing_checkpoint_is_a_usage_error(tmp_path, capfd):
     assert main(["export", "--model", str(tmp_path / "nope.pt"), "--onnx", str(tmp_path / "x.onnx")]) == 2
     missing = tmp_path / "nope.pt"
-    assert capfd.readouterr().err == f"fer: error: {missing}: no such model file, and not a shipped model (fer2013)\n"
+    expected = f"no such model file, and not a shipped model ({', '.join(SHIPPED_MODELS)})"
+    assert capfd.readouterr().err == f"fer: error: {missing}: {expected}\n"
     assert not (tmp_path / "x.onnx").exists()
