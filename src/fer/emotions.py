@@ -22,4 +22,5 @@ PIXELS_PER_IMAGE = IMAGE_SIZE * IMAGE_SIZE
 
 # Kaggle CSV `Usage` value -> our split name.
 USAGE_TO_SPLIT: dict[str, str] = {"Training": "train", "PublicTest": "valid", "PrivateTest": "test"}
+SPLIT_TO_USAGE: dict[str, str] = {split: usage for usage, split in USAGE_TO_SPLIT.items()}
 SPLITS: tuple[str, ...] = ("train", "valid", "test")

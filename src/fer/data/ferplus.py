@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.data.reading import Dataset
-from fer.emotions import LABEL_SETS, SPLITS, USAGE_TO_SPLIT
+from fer.emotions import LABEL_SETS, SPLIT_TO_USAGE, SPLITS, USAGE_TO_SPLIT
 from fer.errors import FerError
 
 CLASSES = LABEL_SETS["ferplus"]
@@ -130,4 +130,4 @@ def relabel(data: Dataset, votes: Votes, source: str) -> Dataset:
 
 
 def _usage(split: int) -> str:
-    return {code: usage for usage, code in USAGE_TO_SPLIT.items()}[SPLITS[split]]
+    return SPLIT_TO_USAGE[SPLITS[split]]

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, PIXELS_PER_IMAGE, SPLITS, USAGE_TO_SPLIT
+from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, PIXELS_PER_IMAGE, SPLIT_TO_USAGE, SPLITS, USAGE_TO_SPLIT
 from fer.errors import FerError
 
 
@@ -439,10 +439,9 @@ def _show(value: bytes, limit: int = 24) -> str:
 
 
 def _csv_dataset(parts: dict[str, list[_Rows]], path: Path) -> Dataset:
-    usage_of = {split: usage for usage, split in USAGE_TO_SPLIT.items()}
     for split in SPLITS:
         if not sum(len(rows.labels) for rows in parts[split]):
-            raise FerError(f"{path}: no rows with Usage {usage_of[split]}, so the {split} split would be empty")
+            raise FerError(f"{path}: no rows with Usage {SPLIT_TO_USAGE[split]}, so the {split} split would be empty")
     in_order = [rows for split in SPLITS for rows in parts[split]]
     return Dataset(
         np.concatenate([rows.images for rows in in_order]).reshape(-1, IMAGE_SIZE, IMAGE_SIZE),
