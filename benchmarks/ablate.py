@@ -26,7 +26,7 @@ import yaml
 
 from common import REPO, machine
 from fer.data.arrays import load_split
-from fer.evaluation.inference import predict_proba
+from fer.inference.proba import predict_proba
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
 from fer.params import merge
 

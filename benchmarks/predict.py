@@ -31,11 +31,12 @@ import torch
 
 from common import REPO, machine, seconds_in_turns
 from fer.emotions import FER2013_CLASSES
+from fer.inference.detectors import Detector, make_detector
+from fer.inference.faces import find_faces
+from fer.inference.models import Classifier, load_classifier
 from fer.models.checkpoint import save_checkpoint
 from fer.models.networks import build_model
 from fer.serving import export, predict
-from fer.serving.classifier import Classifier, load_classifier
-from fer.serving.faces import Detector, find_faces, make_detector
 
 SAMPLE = REPO.parent / "shared" / "data" / "fer2013-images-sample"
 SCENE_FACE_SIDE = 160

@@ -42,8 +42,8 @@ import torch
 
 from common import machine, seconds_in_turns
 from fer.errors import FerError
-from fer.serving.classifier import Classifier, load_classifier
-from fer.serving.faces import haar_detector
+from fer.inference.detectors import haar_detector
+from fer.inference.models import Classifier, load_classifier
 from fer.serving.server import predict_bytes
 from predict import checkpoint_for, face_images, scene
 

@@ -8,7 +8,7 @@ import numpy as np
 from fer.cli import main
 from fer.data.synth import generate
 from fer.emotions import EMOTIONS
-from fer.serving.faces import haar_detector
+from fer.inference.detectors import haar_detector
 
 model, out = sys.argv[1], Path(sys.argv[2])
 faces, labels = generate(8, seed=7)

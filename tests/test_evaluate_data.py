@@ -22,8 +22,8 @@ from conftest import (
 from fer.cli import main
 from fer.emotions import FER2013_CLASSES
 from fer.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
+from fer.inference.models import load_classifier
 from fer.models.checkpoint import load_checkpoint
-from fer.serving.classifier import load_classifier
 
 
 @pytest.fixture(scope="module")

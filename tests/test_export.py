@@ -15,9 +15,9 @@ import torch
 from fer.choices import SHIPPED_MODELS
 from fer.cli import main
 from fer.emotions import FER2013_CLASSES
+from fer.inference.models import INPUT_NAME, OUTPUT_NAME
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from fer.models.networks import build_model
-from fer.serving.classifier import INPUT_NAME, OUTPUT_NAME
 
 
 def _randomise_batch_norm(model: torch.nn.Module, generator: torch.Generator) -> None:

@@ -31,8 +31,8 @@ from fer.data import ferplus, preprocess
 from fer.data.arrays import load_classes, load_probabilities, load_split
 from fer.emotions import FER2013_CLASSES, LABEL_SETS, SPLITS
 from fer.errors import FerError
+from fer.inference.models import load_classifier
 from fer.models.checkpoint import load_checkpoint
-from fer.serving.classifier import load_classifier
 from fer.serving.server import create_app
 
 CLASSES = LABEL_SETS["ferplus"]

@@ -14,7 +14,7 @@ from fer.choices import SHIPPED_MODELS
 from fer.cli import main
 from fer.emotions import LABEL_SETS
 from fer.evaluation.transfer import score
-from fer.serving.classifier import PRETRAINED_DIR, load_classifier
+from fer.inference.models import PRETRAINED_DIR, load_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013_CSV = SHARED_DATA / "fer2013" / "fer2013.csv.gz"

@@ -141,7 +141,7 @@ def status_after_editing(repo: Path, module: str) -> set[str]:
 
 
 def test_editing_face_detection_reruns_no_pipeline_stage(pipeline_repo: Path) -> None:
-    assert status_after_editing(pipeline_repo, "serving/faces.py") == set()
+    assert status_after_editing(pipeline_repo, "inference/detectors.py") == set()
 
 
 def test_editing_training_reruns_training_but_not_evaluation(pipeline_repo: Path) -> None:

@@ -14,7 +14,7 @@ from conftest import SHARED_DATA, png_claiming, requires_shared_data, write_untr
 from fer.cli import main
 from fer.emotions import FER2013_CLASSES
 from fer.imaging import BadImage, image_size, read_image
-from fer.serving.faces import haar_detector
+from fer.inference.detectors import haar_detector
 
 SAMPLE = SHARED_DATA / "fer2013-images-sample"
 

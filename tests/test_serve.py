@@ -23,8 +23,8 @@ from conftest import REPO, png_claiming, write_untrained_checkpoint
 from fer.cli import main
 from fer.data.synth import generate
 from fer.emotions import FER2013_CLASSES
-from fer.serving.classifier import load_classifier
-from fer.serving.faces import make_detector
+from fer.inference.detectors import make_detector
+from fer.inference.models import load_classifier
 from fer.serving.predict import Source, predict_images, to_json
 from fer.serving.server import create_app
 

@@ -14,7 +14,7 @@ from scipy.special import log_softmax
 
 from fer.data.arrays import load_classes, load_split
 from fer.errors import FerError
-from fer.evaluation.inference import predict_proba
+from fer.inference.proba import predict_proba
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 ECE_BINS = 15

@@ -22,7 +22,7 @@ from fer.choices import MODEL_NAMES
 from fer.data.arrays import load_classes, load_split
 from fer.errors import FerError
 from fer.evaluation import figures
-from fer.evaluation.inference import predict_proba
+from fer.inference.proba import predict_proba
 from fer.layout import DATA_DIR, FIGURES_DIR, RunPaths
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
 from fer.params import DEFAULT_PARAMS, stage_params

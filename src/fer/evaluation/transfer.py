@@ -25,7 +25,7 @@ from fer.errors import FerError
 from fer.evaluation.calibration import expected_calibration_error
 from fer.evaluation.evaluate import per_class_report
 from fer.imaging import IMAGE_SUFFIXES, image_files
-from fer.serving.classifier import load_classifier
+from fer.inference.models import load_classifier
 
 SPLIT_NAMES = {**USAGE_TO_SPLIT, **{split: split for split in SPLITS}}  # PublicTest or valid, ...
 

@@ -1,7 +1,7 @@
 """`fer export --onnx`: a checkpoint as an ONNX graph with a dynamic batch size.
 
 The graph takes normalised input, exactly like the torch model, so the training mean and std
-travel in the file's metadata; `fer.serving.classifier` reads them back.
+travel in the file's metadata; `fer.inference.models` reads them back.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from torch import nn
 from fer.atomic import atomic_path
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
+from fer.inference.models import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, model_file
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
-from fer.serving.classifier import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, model_file
 
 # The exporter traces with a batch of this size; the batch axis is then made dynamic. Not 1,
 # which torch.export would specialise as a constant.

@@ -1,7 +1,7 @@
 """`fer predict`: find the faces in images or folders and classify each face's expression.
 
 Each image is decoded and searched for faces on its own; the 48x48 crops then queue up and go
-through `fer.evaluation.inference.predict_proba` in batches, so a folder of thousands of images costs one
+through `fer.inference.proba.predict_proba` in batches, so a folder of thousands of images costs one
 model call per batch. A file that cannot be used is skipped with a one-line warning, and the
 exit status says whether any was.
 """
@@ -22,45 +22,22 @@ from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
 from fer.choices import SHIPPED_MODELS, TTA_MODES, check_choice
-from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError, first_line
 from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image, to_gray
-from fer.serving.classifier import Classifier, load_classifier
-from fer.serving.faces import Box, Detector, find_faces, make_detector
+from fer.inference.detectors import Box, Detector, make_detector
+from fer.inference.faces import Face, classify_faces, find_faces
+from fer.inference.models import Classifier, load_classifier
+from fer.serving.results import draw_faces, image_json
 
 # With --annotate the decoded images wait in memory until their faces are classified; this caps
 # that at a few big photos, whatever the batch size.
 MAX_HELD_IMAGE_BYTES = 256 * 1024 * 1024
-# BGR colour per class for the annotated copies and `fer serve`'s page; grey for any other name.
-CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
-    "Angry": (40, 40, 220), "Disgust": (40, 140, 40), "Fear": (160, 60, 160), "Happy": (0, 200, 255),
-    "Sad": (200, 120, 40), "Surprise": (0, 140, 255), "Neutral": (170, 170, 170), "Contempt": (140, 90, 40)}
-OTHER_COLOUR = (120, 120, 120)
-
-
-def class_colour(name: str) -> tuple[int, int, int]:
-    return CLASS_COLOURS.get(name, OTHER_COLOUR)
 
 
 @dataclass(frozen=True)
 class Source:
     path: Path      # the file to read
     relative: Path  # its place under --annotate DIR: the path within the folder named, or its name
-
-
-@dataclass(frozen=True)
-class Face:
-    box: Box
-    probabilities: np.ndarray  # (classes,)
-    classes: tuple[str, ...]  # the model's, which the probabilities follow
-
-    @property
-    def emotion(self) -> str:
-        return self.classes[int(self.probabilities.argmax())]
-
-    @property
-    def score(self) -> float:
-        return float(self.probabilities.max())
 
 
 @dataclass
@@ -155,14 +132,6 @@ def _in_batches(detected: Iterable[_Detected], batch_size: int) -> Iterator[list
         yield group
 
 
-def classify_faces(found: Sequence[tuple[Box, np.ndarray]], classifier: Classifier, tta: str = "none",
-                   batch_size: int = 256) -> list[Face]:
-    """The faces found (box, 48x48 crop), classified in batches."""
-    crops = np.stack([crop for _, crop in found]) if found else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    probabilities = classifier.predict_proba(crops, tta=tta, batch_size=batch_size)
-    return [Face(box, p, classifier.classes) for (box, _), p in zip(found, probabilities)]
-
-
 def _classify(group: list[_Detected], classifier: Classifier, tta: str, batch_size: int) -> list[ImageResult]:
     faces = classify_faces([face for item in group for face in item.faces], classifier, tta, batch_size)
     results, start = [], 0
@@ -170,30 +139,6 @@ def _classify(group: list[_Detected], classifier: Classifier, tta: str, batch_si
         results.append(ImageResult(item.source, item.width, item.height, faces[start:start + len(item.faces)]))
         start += len(item.faces)
     return results
-
-
-def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Black on light label backgrounds, white on dark ones (BT.601 luma of the BGR colour)."""
-    blue, green, red = background
-    return (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 128 else (255, 255, 255)
-
-
-def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-    """Boxes and 'Emotion 87%' labels drawn on the image, sized to the image and each face."""
-    thickness = max(1, round(min(image.shape[:2]) / 240))
-    for face in faces:
-        x, y, width, height = face.box
-        colour = class_colour(face.emotion)
-        cv2.rectangle(image, (x, y), (x + width - 1, y + height - 1), colour, thickness)
-        label = f"{face.emotion} {face.score:.0%}"
-        scale = min(2.0, max(0.35, width / 280))  # about the box's width for an 11-character label
-        (text_width, text_height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        # Above the box when it fits there, else just inside its top edge.
-        top = y - text_height - baseline - thickness if y >= text_height + baseline + thickness else y
-        cv2.rectangle(image, (x, top), (x + text_width + 4, top + text_height + baseline + 2), colour, -1)
-        cv2.putText(image, label, (x + 2, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    _text_colour(colour), 1, cv2.LINE_AA)
-    return image
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -231,18 +176,6 @@ def predict_images(sources: Sequence[Source], classifier: Classifier, detector: 
                 item.image = None
         results += group_results
     return results, failures
-
-
-def face_json(face: Face) -> dict[str, Any]:
-    x, y, width, height = face.box
-    return {"box": {"x": x, "y": y, "w": width, "h": height}, "emotion": face.emotion,
-            "score": round(face.score, 6),
-            "probabilities": {name: round(float(p), 6) for name, p in zip(face.classes, face.probabilities)}}
-
-
-def image_json(width: int, height: int, faces: Sequence[Face]) -> dict[str, Any]:
-    """One image's entry without its path: also the body of `fer serve`'s POST /api/predict."""
-    return {"width": width, "height": height, "faces": [face_json(face) for face in faces]}
 
 
 def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]], classifier: Classifier,

@@ -35,9 +35,10 @@ from fer.choices import SHIPPED_MODELS
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.imaging import BadImage, decode_image, to_gray
-from fer.serving.classifier import Classifier, load_classifier
-from fer.serving.faces import Detector, find_faces, make_detector
-from fer.serving.predict import Face, class_colour, classify_faces, image_json
+from fer.inference.detectors import Detector, make_detector
+from fer.inference.faces import Face, classify_faces, find_faces
+from fer.inference.models import Classifier, load_classifier
+from fer.serving.results import class_colour, image_json
 
 DETECTOR = "haar"
 DEFAULT_MAX_UPLOAD_MB = 10.0

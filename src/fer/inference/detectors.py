@@ -10,7 +10,6 @@ import numpy as np
 
 from fer.choices import DETECTORS, check_choice
 from fer.errors import FerError
-from fer.imaging import to_face48
 
 Box = tuple[int, int, int, int]  # x, y, width, height in image pixels
 # A detector maps a grayscale image to the regions to classify; they may reach past its edges.
@@ -97,22 +96,3 @@ _BUILDERS: dict[str, Callable[[], Detector]] = dict(zip(DETECTORS, (haar_detecto
 
 def make_detector(name: str) -> Detector:
     return _BUILDERS[check_choice("face detector", name, DETECTORS)]()
-
-
-def cut_out(gray: np.ndarray, box: Box) -> np.ndarray:
-    """The pixels under `box`; parts outside the image repeat its edge, so a face keeps its shape."""
-    height, width = gray.shape
-    x, y, w, h = box
-    inside = gray[max(y, 0):min(y + h, height), max(x, 0):min(x + w, width)]
-    top, left = max(-y, 0), max(-x, 0)
-    bottom, right = max(y + h - height, 0), max(x + w - width, 0)
-    if top or left or bottom or right:
-        inside = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_REPLICATE)
-    return inside
-
-
-def find_faces(gray: np.ndarray, detector: Detector) -> list[tuple[Box, np.ndarray]]:
-    """Each face as (its box clipped to the image, its 48x48 uint8 crop)."""
-    height, width = gray.shape
-    return [(clip_box(region, width, height), to_face48(cut_out(gray, region)))
-            for region in detector(gray)]

@@ -20,7 +20,7 @@ from torch import nn
 import fer.pretrained
 from fer.choices import SHIPPED_MODELS
 from fer.errors import FerError, first_line
-from fer.evaluation.inference import predict_proba
+from fer.inference.proba import predict_proba
 from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
 
 PRETRAINED_DIR = Path(fer.pretrained.__file__).parent

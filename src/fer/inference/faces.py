@@ -1,0 +1,56 @@
+"""Faces in a picture: found by a detector, cropped as FER-2013 frames its faces, and classified."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fer.emotions import IMAGE_SIZE
+from fer.imaging import to_face48
+from fer.inference.detectors import Box, Detector, clip_box
+from fer.inference.models import Classifier
+
+
+def cut_out(gray: np.ndarray, box: Box) -> np.ndarray:
+    """The pixels under `box`; parts outside the image repeat its edge, so a face keeps its shape."""
+    height, width = gray.shape
+    x, y, w, h = box
+    inside = gray[max(y, 0):min(y + h, height), max(x, 0):min(x + w, width)]
+    top, left = max(-y, 0), max(-x, 0)
+    bottom, right = max(y + h - height, 0), max(x + w - width, 0)
+    if top or left or bottom or right:
+        inside = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    return inside
+
+
+def find_faces(gray: np.ndarray, detector: Detector) -> list[tuple[Box, np.ndarray]]:
+    """Each face as (its box clipped to the image, its 48x48 uint8 crop)."""
+    height, width = gray.shape
+    return [(clip_box(region, width, height), to_face48(cut_out(gray, region)))
+            for region in detector(gray)]
+
+
+@dataclass(frozen=True)
+class Face:
+    box: Box
+    probabilities: np.ndarray  # (classes,)
+    classes: tuple[str, ...]  # the model's, which the probabilities follow
+
+    @property
+    def emotion(self) -> str:
+        return self.classes[int(self.probabilities.argmax())]
+
+    @property
+    def score(self) -> float:
+        return float(self.probabilities.max())
+
+
+def classify_faces(found: Sequence[tuple[Box, np.ndarray]], classifier: Classifier, tta: str = "none",
+                   batch_size: int = 256) -> list[Face]:
+    """The faces found (box, 48x48 crop), classified in batches."""
+    crops = np.stack([crop for _, crop in found]) if found else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    probabilities = classifier.predict_proba(crops, tta=tta, batch_size=batch_size)
+    return [Face(box, p, classifier.classes) for (box, _), p in zip(found, probabilities)]
