@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fer.choices import DETECTORS, LABELS, MODEL_NAMES, SHIPPED_MODELS, TTA_MODES
+from fer.choices import DETECTORS, LABELS, MODEL_NAMES, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES
 from fer.errors import FerError
 from fer.layout import DATA_DIR
 from fer.params import DEFAULT_PARAMS
@@ -65,7 +65,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     return _run_module("predict", paths=args.paths, model=args.model, detector=args.detector, json_out=args.json,
-                       annotate=args.annotate, tta=args.tta, batch_size=args.batch_size)
+                       csv_out=args.csv, annotate=args.annotate, plot=args.plot, tta=args.tta,
+                       batch_size=args.batch_size, every=args.every, smooth=args.smooth, quiet=args.quiet)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -73,7 +74,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    return _run_module("serve", model=args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    return _run_module("serve", model=args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                       workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,14 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--data", type=Path, default=DATA_DIR, help="folder of the split arrays (valid_* is used)")
     calibrate.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
 
-    predict = command("predict", _predict, "classify the faces in images or folders", params=False)
-    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
+    predict = command("predict", _predict, "classify the faces in images, videos or folders", params=False)
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, or folders (recursive)")
     predict.add_argument("--model", default=SHIPPED_MODELS[0],
                          help=f"a shipped model ({', '.join(SHIPPED_MODELS)}), a .pt checkpoint or an .onnx model")
-    predict.add_argument("--detector", choices=DETECTORS, default="haar",
-                         help="'none' treats each image as one pre-cropped face")
-    predict.add_argument("--json", metavar="FILE", help="write JSON results to FILE, or '-' for stdout")
-    predict.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels")
+    predict.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0],
+                         help=f"default: {DETECTORS[0]}; 'none' treats each image as one pre-cropped face")
+    predict.add_argument("--json", metavar="FILE", help="write JSON results to FILE, or '-' for stdout "
+                         "(for a video: its size, fps and a summary of each face track)")
+    predict.add_argument("--csv", metavar="FILE", help="write one row per face per analysed frame to FILE")
+    predict.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels "
+                         "(a video as DIR/<name>.mp4)")
+    predict.add_argument("--plot", type=Path, metavar="DIR", help="for a video: DIR/<name>.png, each face track's "
+                         "probabilities over time")
+    predict.add_argument("--every", type=int, default=1, metavar="N", help="video: analyse one frame in N (default: 1)")
+    predict.add_argument("--smooth", type=float, default=SMOOTH_SECONDS, metavar="SECONDS",
+                         help=f"video: average each track's probabilities over this long (default: {SMOOTH_SECONDS}; "
+                         "0: off)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--tta", choices=TTA_MODES, default="none")
     predict.add_argument("--batch-size", type=int, default=256)
 
@@ -146,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     serve.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
                        help="larger uploads get 413 (default: 10)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="uvicorn worker processes, each with its own copy of the model (default: 1)")
     return parser
 
 

@@ -181,15 +181,15 @@ def read_image(path: Path, unchanged: bool = False) -> np.ndarray:
     return decode_image(data, unchanged)
 
 
-def image_files(folder: Path, exclude: Path | None = None) -> list[Path]:
-    """Image files under `folder`, recursively and sorted; symlinked folders are not followed, nor is
-    the (resolved) folder `exclude` when it lies inside."""
+def image_files(folder: Path, exclude: Path | None = None, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files (or files with other `suffixes`) under `folder`, recursively and sorted; symlinked
+    folders are not followed, nor is the (resolved) folder `exclude` when it lies inside."""
     files = []
     for directory, subdirectories, names in os.walk(folder):
         if exclude is not None and Path(directory).resolve().is_relative_to(exclude):
             subdirectories.clear()
             continue
-        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in suffixes]
     return sorted(files)
 
 

@@ -38,6 +38,7 @@ class Face:
     box: Box
     probabilities: np.ndarray  # (classes,)
     classes: tuple[str, ...]  # the model's, which the probabilities follow
+    track: int | None = None  # in a video, the face's track number (fer.inference.tracking)
 
     @property
     def emotion(self) -> str:

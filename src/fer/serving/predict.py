@@ -1,14 +1,17 @@
-"""`fer predict`: find the faces in images or folders and classify each face's expression.
+"""`fer predict`: find the faces in images, videos or folders and classify each face's expression.
 
 Each image is decoded and searched for faces on its own; the 48x48 crops then queue up and go
 through `fer.inference.proba.predict_proba` in batches, so a folder of thousands of images costs one
 model call per batch. A file that cannot be used is skipped with a one-line warning, and the
-exit status says whether any was.
+exit status says whether any was. Videos are analysed frame by frame after the images
+(fer.serving.video), with face tracks and smoothed labels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,23 +24,42 @@ import numpy as np
 from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
-from fer.choices import SHIPPED_MODELS, TTA_MODES, check_choice
+from fer.choices import DETECTORS, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, check_choice
 from fer.errors import FerError, first_line
 from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image, to_gray
 from fer.inference.detectors import Box, Detector, make_detector
 from fer.inference.faces import Face, classify_faces, find_faces
 from fer.inference.models import Classifier, load_classifier
-from fer.serving.results import draw_faces, image_json
+from fer.serving.results import CsvRows, csv_rows, draw_faces, image_json
+from fer.serving.video import (
+    ANNOTATED_SUFFIX,
+    VIDEO_SUFFIXES,
+    BadVideo,
+    VideoOptions,
+    VideoResult,
+    analyse_video,
+    plot_timeline,
+)
 
 # With --annotate the decoded images wait in memory until their faces are classified; this caps
 # that at a few big photos, whatever the batch size.
 MAX_HELD_IMAGE_BYTES = 256 * 1024 * 1024
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
 class Source:
     path: Path      # the file to read
     relative: Path  # its place under --annotate DIR: the path within the folder named, or its name
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.suffix.lower() in VIDEO_SUFFIXES
+
+    @property
+    def annotated(self) -> Path:
+        """Its annotated copy's place under --annotate DIR (a video's is always an .mp4)."""
+        return self.relative.with_suffix(ANNOTATED_SUFFIX) if self.is_video else self.relative
 
 
 @dataclass
@@ -60,7 +82,7 @@ class _Detected:
 
 
 def find_images(paths: Sequence[str | os.PathLike], exclude: Path | None = None) -> list[Source]:
-    """The images to read: files as named, folders searched.
+    """The images and videos to read: files as named, folders searched.
 
     `exclude` (the --annotate folder) is skipped when it lies inside a folder searched, so a rerun
     does not classify the previous run's drawings.
@@ -72,7 +94,7 @@ def find_images(paths: Sequence[str | os.PathLike], exclude: Path | None = None)
         if path.is_dir():
             root = path.resolve()
             skip = excluded if excluded is not None and excluded != root and excluded.is_relative_to(root) else None
-            found = [Source(file, file.relative_to(path)) for file in image_files(path, skip)]
+            found = [Source(file, file.relative_to(path)) for file in image_files(path, skip, MEDIA_SUFFIXES)]
         elif path.exists():
             found = [Source(path, Path(path.name))]
         else:
@@ -88,12 +110,12 @@ def _check_annotation_targets(sources: Iterable[Source], folder: Path) -> None:
     """Drawing over an input, or two inputs drawn to one file, is a usage error found before any work."""
     owners: dict[Path, Path] = {}
     for source in sources:
-        if (folder / source.relative).resolve() == source.path.resolve():
+        if (folder / source.annotated).resolve() == source.path.resolve():
             raise FerError(f"{source.path}: its annotated copy would overwrite it (choose another --annotate folder)")
-        if source.relative in owners:
+        if source.annotated in owners:
             raise FerError(f"{source.path}: its annotated copy would overwrite that of "
-                           f"{owners[source.relative]} (name the folders that hold them instead)")
-        owners[source.relative] = source.path
+                           f"{owners[source.annotated]} (name the folders that hold them instead)")
+        owners[source.annotated] = source.path
 
 
 def _skip(source: Source, problem: str, failures: list[tuple[Source, str]]) -> None:
@@ -104,9 +126,10 @@ def _skip(source: Source, problem: str, failures: list[tuple[Source, str]]) -> N
 
 
 def _detect_each(sources: Sequence[Source], detector: Detector, keep_images: bool,
-                 failures: list[tuple[Source, str]]) -> Iterator[_Detected]:
+                 failures: list[tuple[Source, str]], quiet: bool = False) -> Iterator[_Detected]:
     """Decode and search one image at a time; bad files are warned about, recorded and skipped."""
-    for source in tqdm(sources, desc="fer predict", unit="image", file=sys.stderr, disable=None):
+    for source in tqdm(sources, desc="fer predict", unit="image", file=sys.stderr,
+                       disable=True if quiet else None):
         try:
             image = read_image(source.path)
         except BadImage as problem:
@@ -162,14 +185,17 @@ def _annotate(item: _Detected, result: ImageResult, folder: Path, failures: list
 
 
 def predict_images(sources: Sequence[Source], classifier: Classifier, detector: Detector, tta: str = "none",
-                   batch_size: int = 256, annotate: Path | None = None
-                   ) -> tuple[list[ImageResult], list[tuple[Source, str]]]:
+                   batch_size: int = 256, annotate: Path | None = None, rows: CsvRows | None = None,
+                   quiet: bool = False) -> tuple[list[ImageResult], list[tuple[Source, str]]]:
     """Results for the images that could be read, and (source, problem) for those that could not."""
     results: list[ImageResult] = []
     failures: list[tuple[Source, str]] = []
-    detected = _detect_each(sources, detector, keep_images=annotate is not None, failures=failures)
+    detected = _detect_each(sources, detector, keep_images=annotate is not None, failures=failures, quiet=quiet)
     for group in _in_batches(detected, batch_size):
         group_results = _classify(group, classifier, tta, batch_size)
+        if rows is not None:
+            for result in group_results:
+                rows.add(result.source.path, 0, 0.0, result.faces)
         if annotate is not None:
             for item, result in zip(group, group_results):
                 _annotate(item, result, annotate, failures)
@@ -179,7 +205,9 @@ def predict_images(sources: Sequence[Source], classifier: Classifier, detector: 
 
 
 def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]], classifier: Classifier,
-            model_path: str, detector: str, tta: str) -> dict[str, Any]:
+            model_path: str, detector: str, tta: str, videos: Sequence[VideoResult] = (),
+            options: VideoOptions | None = None) -> dict[str, Any]:
+    options = options or VideoOptions(tta=tta)
     return {
         "model": {"path": str(model_path), "name": classifier.name, "kind": classifier.kind},
         "detector": detector,
@@ -187,9 +215,11 @@ def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str
         "emotions": list(classifier.classes),
         "images": [{"path": str(result.source.path), **image_json(result.width, result.height, result.faces)}
                    for result in results],
+        "videos": [video.to_json(classifier.classes) for video in videos],
+        "video_options": {"every": options.every, "smooth_seconds": options.smooth},
         "failed": [{"path": str(source.path), "error": problem} for source, problem in failures],
         "summary": {"images": len(results), "faces": sum(len(result.faces) for result in results),
-                    "failed": len(failures)},
+                    "videos": len(videos), "failed": len(failures)},
     }
 
 
@@ -216,19 +246,37 @@ def format_table(results: Sequence[ImageResult], failures: Sequence[tuple[Source
     return "\n".join(lines)
 
 
-def _check_options(detector: str, tta: str, batch_size: int) -> Detector:
+def _check_options(detector: str, tta: str, batch_size: int, options: VideoOptions) -> Detector:
     """Reject bad options before any file is read; returns the detector that `detector` names."""
     check_choice("--tta mode", tta, TTA_MODES)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise FerError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    for name, value in (("--batch-size", batch_size), ("--every", options.every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise FerError(f"{name} must be an integer >= 1, got {value!r}")
+    if not math.isfinite(options.smooth) or options.smooth < 0:
+        raise FerError(f"--smooth must be a number of seconds >= 0, got {options.smooth!r}")
     return make_detector(detector)
 
 
-def _prepare_annotate_folder(annotate: Path) -> None:
+def format_videos(videos: Sequence[VideoResult]) -> str:
+    """One line per video, then one per face track: its frames and its dominant emotion."""
+    lines = []
+    for video in videos:
+        lines.append(f"{video.path}: {video.frames} frames ({video.analysed} analysed), {video.fps:g} fps, "
+                     f"{video.width}x{video.height}, {len(video.tracks)} face tracks")
+        for track in video.tracks.values():
+            frames = sum(track.labels.values())
+            emotion, count = track.labels.most_common(1)[0]
+            lines.append(f"  track {track.number}: frames {track.first_frame}-{track.last_frame} "
+                         f"({track.first_time:.1f}-{track.last_time:.1f} s), "
+                         f"{emotion} {count / frames:.0%} of the time")
+    return "\n".join(lines)
+
+
+def _prepare_folder(folder: Path, option: str) -> None:
     try:
-        annotate.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise FerError(f"{annotate}: cannot create the --annotate folder ({error.strerror or error})") from None
+        raise FerError(f"{folder}: cannot create the {option} folder ({error.strerror or error})") from None
 
 
 def _write_json(json_out: str, document: dict[str, Any]) -> None:
@@ -239,24 +287,64 @@ def _write_json(json_out: str, document: dict[str, Any]) -> None:
     write_json(json_out, document)
 
 
+def _warn(path: Path, problem: str) -> None:
+    tqdm.write(f"fer: warning: {path}: {' '.join(problem.split())}", file=sys.stderr)
+
+
+def predict_videos(sources: Sequence[Source], classifier: Classifier, detector: Detector, options: VideoOptions,
+                   rows: CsvRows | None, annotate: Path | None, plot: Path | None,
+                   failures: list[tuple[Source, str]]) -> tuple[list[VideoResult], int]:
+    """Each readable video's result, and how many stopped early; unreadable ones join `failures`."""
+    results, cut_short = [], 0
+    for source in sources:
+        try:
+            result = analyse_video(source.path, classifier, detector, options, rows,
+                                   annotate / source.annotated if annotate is not None else None)
+        except BadVideo as problem:
+            _skip(source, str(problem), failures)
+            continue
+        if result.stopped_early:
+            _warn(source.path, result.stopped_early)
+            cut_short += 1
+        if plot is not None:
+            plot_timeline(result, classifier.classes, plot / source.relative.with_suffix(".png"))
+        results.append(result)
+    return results, cut_short
+
+
 def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_MODELS[0],
-        detector: str = "haar", json_out: str | None = None, annotate: str | os.PathLike | None = None,
-        tta: str = "none", batch_size: int = 256) -> int:
-    """Exit status: 0 when every file was predicted, 1 when any was skipped (the rest still are)."""
-    face_detector = _check_options(detector, tta, batch_size)
+        detector: str = DETECTORS[0], json_out: str | None = None, csv_out: str | os.PathLike | None = None,
+        annotate: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, tta: str = "none",
+        batch_size: int = 256, every: int = 1, smooth: float = SMOOTH_SECONDS, quiet: bool = False) -> int:
+    """Exit status: 0 when every file was predicted in full, 1 when any was skipped or cut short."""
+    options = VideoOptions(every=every, smooth=smooth, tta=tta, quiet=quiet)
+    face_detector = _check_options(detector, tta, batch_size, options)
     annotate = Path(annotate) if annotate is not None else None
+    plot = Path(plot) if plot is not None else None
     sources = find_images(paths, exclude=annotate)
     if not sources:
-        raise FerError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
+        raise FerError(f"no image or video files ({', '.join(sorted(MEDIA_SUFFIXES))}) in "
+                       f"{', '.join(map(str, paths))}")
+    images = [source for source in sources if not source.is_video]
+    videos = [source for source in sources if source.is_video]
+    if plot is not None and not videos:
+        raise FerError("--plot draws each video's face tracks over time, and no video is among the inputs")
     if annotate is not None:
         _check_annotation_targets(sources, annotate)
     classifier = load_classifier(model)
-    if annotate is not None:
-        _prepare_annotate_folder(annotate)
-    results, failures = predict_images(sources, classifier, face_detector, tta, batch_size, annotate)
+    for folder, option in ((annotate, "--annotate"), (plot, "--plot")):
+        if folder is not None:
+            _prepare_folder(folder, option)
+    with csv_rows(Path(csv_out), classifier.classes) if csv_out is not None else contextlib.nullcontext() as rows:
+        results, failures = predict_images(images, classifier, face_detector, tta, batch_size, annotate, rows, quiet)
+        video_results, cut_short = predict_videos(videos, classifier, face_detector, options, rows, annotate, plot,
+                                                  failures)
     if json_out is not None:
-        _write_json(json_out, to_json(results, failures, classifier, str(model), detector, tta))
+        _write_json(json_out, to_json(results, failures, classifier, str(model), detector, tta, video_results,
+                                      options))
     if json_out != "-":
-        print(format_table(results, failures, classifier.classes))
-    return 1 if failures else 0
-
+        if images or not videos:
+            print(format_table(results, failures, classifier.classes))
+        if video_results:
+            print(format_videos(video_results))
+    return 1 if failures or cut_short else 0

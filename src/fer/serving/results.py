@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+import csv
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
 
 from fer.inference.faces import Face
+
+# `fer predict --csv`: one row per face per analysed frame (an image is frame 0 at time 0, without
+# a track), then one column per class of the model, named as the model names them.
+CSV_COLUMNS = ("source", "frame", "time", "track", "x", "y", "w", "h", "emotion", "score")
 
 # BGR colour per class for the annotated copies and `fer serve`'s page; grey for any other name.
 CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -47,6 +54,8 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         colour = class_colour(face.emotion)
         cv2.rectangle(image, (x, y), (x + width - 1, y + height - 1), colour, thickness)
         label = f"{face.emotion} {face.score:.0%}"
+        if face.track is not None:
+            label = f"#{face.track} {label}"
         scale = min(2.0, max(0.35, width / 280))  # about the box's width for an 11-character label
         (text_width, text_height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         # Above the box when it fits there, else just inside its top edge.
@@ -55,3 +64,27 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         cv2.putText(image, label, (x + 2, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     _text_colour(colour), 1, cv2.LINE_AA)
     return image
+
+
+class CsvRows:
+    """The --csv file, written as faces come and flushed after every frame, so an interrupted run
+    keeps every row it had written."""
+
+    def __init__(self, file: TextIO, classes: Sequence[str]) -> None:
+        self.file = file
+        self.writer = csv.writer(file)
+        self.writer.writerow([*CSV_COLUMNS, *classes])
+        file.flush()
+
+    def add(self, source: Path, frame: int, time: float, faces: Sequence[Face]) -> None:
+        for face in faces:
+            self.writer.writerow([str(source), frame, f"{time:.3f}", "" if face.track is None else face.track,
+                                  *face.box, face.emotion, f"{face.score:.6f}",
+                                  *(f"{p:.6f}" for p in face.probabilities)])
+        self.file.flush()
+
+
+@contextlib.contextmanager
+def csv_rows(path: Path, classes: Sequence[str]) -> Iterator[CsvRows]:
+    with open(path, "w", newline="") as file:
+        yield CsvRows(file, classes)

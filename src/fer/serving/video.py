@@ -1,0 +1,270 @@
+"""`fer predict` on a video file: faces found, tracked and classified frame by frame.
+
+Frames are decoded by OpenCV's FFmpeg backend in a reader thread (decoding releases the GIL), so
+decoding the next frame overlaps detecting and classifying this one. Every analysed frame goes
+straight to the --csv file; the annotated copy and the per-track summary are written when the
+video ends, also when it ends early because the file is cut short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from fer.atomic import atomic_path
+from fer.errors import FerError
+from fer.inference.detectors import Detector
+from fer.inference.faces import Face, classify_faces, find_faces
+from fer.inference.models import Classifier
+from fer.inference.tracking import Tracker
+from fer.serving.results import CsvRows, class_colour, draw_faces
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+ANNOTATED_SUFFIX = ".mp4"
+ANNOTATED_CODEC = "mp4v"  # MPEG-4 Part 2: in every opencv-python wheel, read by common players
+DEFAULT_FPS = 30.0  # for a file that does not say its frame rate
+READ_AHEAD = 8  # decoded frames waiting for analysis, at most
+MAX_PLOTTED_TRACKS = 6  # --plot: panels per figure, for the tracks seen longest
+
+
+# FFmpeg's own lines about a damaged file ("moov atom not found") off: fer's one warning names the
+# file instead. OpenCV reads this once, when its FFmpeg backend is first used in the process.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
+class BadVideo(Exception):
+    """A file that cannot be read as a video; the message is the reason, without the file name."""
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    every: int = 1          # analyse one frame in `every`
+    smooth: float = 0.5     # seconds of probabilities averaged per track; 0 = none
+    tta: str = "none"
+    quiet: bool = False     # no progress bar
+
+
+@dataclass
+class TrackSummary:
+    number: int
+    first_frame: int
+    last_frame: int
+    first_time: float
+    last_time: float
+    labels: Counter[str] = field(default_factory=Counter)  # analysed frames per (smoothed) emotion
+    # (time, smoothed probabilities) per analysed frame, for --plot.
+    timeline: list[tuple[float, np.ndarray]] = field(default_factory=list, repr=False)
+
+    def to_json(self, classes: Sequence[str]) -> dict[str, Any]:
+        frames = sum(self.labels.values())
+        return {"track": self.number, "first_frame": self.first_frame, "last_frame": self.last_frame,
+                "first_time": round(self.first_time, 3), "last_time": round(self.last_time, 3),
+                "analysed_frames": frames, "dominant_emotion": self.labels.most_common(1)[0][0],
+                "share": {name: round(self.labels[name] / frames, 4) for name in classes}}
+
+
+@dataclass
+class VideoResult:
+    path: Path
+    width: int
+    height: int
+    fps: float
+    frames: int                 # frames read
+    analysed: int               # frames analysed (one in `every`)
+    stopped_early: str | None   # why reading stopped before the frame count the file gives, if it did
+    tracks: dict[int, TrackSummary]
+
+    def to_json(self, classes: Sequence[str]) -> dict[str, Any]:
+        return {"path": str(self.path), "width": self.width, "height": self.height, "fps": round(self.fps, 3),
+                "frames": self.frames, "analysed_frames": self.analysed, "stopped_early": self.stopped_early,
+                "tracks": [track.to_json(classes) for track in self.tracks.values()]}
+
+
+@dataclass(frozen=True)
+class _Stream:
+    capture: cv2.VideoCapture
+    width: int
+    height: int
+    fps: float
+    declared_frames: int  # from the container; 0 when it does not say
+
+
+def _open(path: Path) -> _Stream:
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        raise BadVideo("not a readable video (unknown format or damaged file)")
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width <= 0 or height <= 0:
+        capture.release()
+        raise BadVideo("not a readable video (no picture size)")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if np.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+    return _Stream(capture, width, height, fps, max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0))
+
+
+def _frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """Decoded BGR frames, read ahead by a thread until the stream ends or the consumer stops."""
+    frames: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            ok, frame = capture.read()
+            frames.put(frame if ok else None)
+            if not ok:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while (frame := frames.get()) is not None:
+            yield frame
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                frames.get_nowait()
+            except queue.Empty:
+                reader.join(0.01)
+
+
+def _logs_off_while(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    with _library_logs_off():
+        yield from frames
+
+
+class _Annotator:
+    """The annotated copy: every input frame, with the latest analysed faces drawn on it."""
+
+    def __init__(self, tmp: Path, stream: _Stream) -> None:
+        fourcc = cv2.VideoWriter.fourcc(*ANNOTATED_CODEC)
+        self.writer = cv2.VideoWriter(str(tmp), cv2.CAP_FFMPEG, fourcc, stream.fps, (stream.width, stream.height))
+        if not self.writer.isOpened():
+            raise FerError(f"{tmp}: cannot open an {ANNOTATED_CODEC} video writer")
+
+    def add(self, frame: np.ndarray, faces: Sequence[Face]) -> None:
+        self.writer.write(draw_faces(frame, faces) if faces else frame)
+
+    def close(self) -> None:
+        self.writer.release()
+
+
+def _summarise(tracks: dict[int, TrackSummary], faces: Sequence[Face], frame: int, time: float) -> None:
+    for face in faces:
+        assert face.track is not None
+        summary = tracks.get(face.track)
+        if summary is None:
+            summary = tracks[face.track] = TrackSummary(face.track, frame, frame, time, time)
+        summary.last_frame, summary.last_time = frame, time
+        summary.labels[face.emotion] += 1
+        summary.timeline.append((time, face.probabilities))
+
+
+def _analyse_frame(frame: np.ndarray, time: float, classifier: Classifier, detector: Detector,
+                   tracker: Tracker, tta: str) -> list[Face]:
+    """The frame's faces, each with its track number and smoothed probabilities."""
+    raw = classify_faces(find_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), detector), classifier, tta)
+    tracks = tracker.assign([face.box for face in raw], time)
+    return [Face(face.box, tracker.smooth(track, face.probabilities, time), face.classes, track.number)
+            for face, track in zip(raw, tracks)]
+
+
+@contextlib.contextmanager
+def _library_logs_off() -> Iterator[None]:
+    """OpenCV's own warnings off while it reads, for the same reason as FFmpeg's above."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def analyse_video(path: Path, classifier: Classifier, detector: Detector, options: VideoOptions,
+                  csv_rows: CsvRows | None = None, annotated: Path | None = None) -> VideoResult:
+    """Read, analyse and (with `annotated`) draw every frame; raises BadVideo when none can be read."""
+    with _library_logs_off():
+        stream = _open(path)
+    try:
+        if annotated is None:
+            return _analyse(path, stream, classifier, detector, options, csv_rows, None)
+        with atomic_path(annotated, suffix=ANNOTATED_SUFFIX) as tmp:
+            annotator = _Annotator(tmp, stream)
+            try:
+                return _analyse(path, stream, classifier, detector, options, csv_rows, annotator)
+            finally:
+                annotator.close()  # before the rename, so the file is complete
+    finally:
+        stream.capture.release()
+
+
+def _analyse(path: Path, stream: _Stream, classifier: Classifier, detector: Detector, options: VideoOptions,
+             csv_rows: CsvRows | None, annotator: _Annotator | None) -> VideoResult:
+    tracker = Tracker(options.smooth)
+    tracks: dict[int, TrackSummary] = {}
+    faces: list[Face] = []
+    frames = analysed = 0
+    with tqdm(total=stream.declared_frames or None, desc=path.name, unit="frame", leave=False,
+              disable=True if options.quiet else None) as progress:
+        for index, frame in enumerate(_logs_off_while(_frames(stream.capture))):
+            frames = index + 1
+            if index % options.every == 0:
+                time = index / stream.fps
+                faces = _analyse_frame(frame, time, classifier, detector, tracker, options.tta)
+                analysed += 1
+                _summarise(tracks, faces, index, time)
+                if csv_rows is not None:
+                    csv_rows.add(path, index, time, faces)
+            if annotator is not None:
+                annotator.add(frame, faces)  # between analysed frames the last boxes hold
+            progress.update()
+    if frames == 0:
+        raise BadVideo("no frame could be decoded")
+    stopped = (f"stopped at frame {frames} of {stream.declared_frames} (file cut short or damaged); "
+               f"results cover frames 0-{frames - 1}") if frames < stream.declared_frames else None
+    return VideoResult(path, stream.width, stream.height, stream.fps, frames, analysed, stopped, tracks)
+
+
+def plot_timeline(result: VideoResult, classes: Sequence[str], path: Path) -> None:
+    """One panel per track (the longest first, at most MAX_PLOTTED_TRACKS): each class's (smoothed)
+    probability over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    longest = sorted(result.tracks.values(), key=lambda t: -len(t.timeline))[:MAX_PLOTTED_TRACKS]
+    tracks = sorted(longest, key=lambda t: t.number)
+    figure, axes = plt.subplots(max(len(tracks), 1), 1, figsize=(9, 1.2 + 2.0 * max(len(tracks), 1)),
+                                sharex=True, squeeze=False)
+    for axis, track in zip(axes[:, 0], tracks):
+        times = [time for time, _ in track.timeline]
+        values = np.stack([p for _, p in track.timeline])
+        for column, name in enumerate(classes):
+            blue, green, red = class_colour(name)
+            axis.plot(times, values[:, column], label=name, color=(red / 255, green / 255, blue / 255), lw=1.3)
+        axis.set_ylim(0, 1)
+        axis.set_ylabel(f"track {track.number}\nprobability")
+        axis.grid(alpha=0.3)
+    if not tracks:
+        axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[-1, 0].set_xlim(0, max(result.frames / result.fps, 1 / result.fps))
+    axes[0, 0].set_title(f"{result.path.name}: emotion per face track over time")
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+
