@@ -3,6 +3,7 @@ large, malformed requests), the static files, and the command itself in a real p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -20,13 +21,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import REPO, png_claiming, write_untrained_checkpoint
+from fer.choices import DETECTORS
 from fer.cli import main
 from fer.data.synth import generate
 from fer.emotions import FER2013_CLASSES
 from fer.inference.detectors import make_detector
 from fer.inference.models import load_classifier
 from fer.serving.predict import Source, predict_images, to_json
-from fer.serving.server import create_app
+from fer.serving.server import WORKER_SETTINGS_VARIABLE, WorkerSettings, create_app, worker_app
 
 LIMIT = 1024 * 1024  # a small upload limit, so that "too large" needs no big buffers
 
@@ -35,7 +37,7 @@ LIMIT = 1024 * 1024  # a small upload limit, so that "too large" needs no big bu
 def _scene(seed: int, width: int, height: int, side: int) -> np.ndarray:
     rows, cols = np.mgrid[0:height, 0:width]
     background = 60 + 100 * cols / width + 40 * rows / height
-    detector = make_detector("haar")
+    detector = make_detector(DETECTORS[0])
     faces, _ = generate(3, seed=seed)
     for face in faces:
         scene = np.clip(background + np.random.default_rng(seed).normal(0, 6, (height, width)), 0, 255)
@@ -48,7 +50,8 @@ def _scene(seed: int, width: int, height: int, side: int) -> np.ndarray:
 
 
 def face_scene(seed: int = 0, width: int = 640, height: int = 480, side: int = 220) -> np.ndarray:
-    """A BGR photo-like scene holding one synthetic face that Haar finds (fer.data.synth draws it)."""
+    """A BGR photo-like scene holding one synthetic face that the default detector finds (fer.data.synth
+    draws it)."""
     return _scene(seed, width, height, side).copy()
 
 
@@ -92,6 +95,7 @@ def test_health_names_the_model_and_classes(client):
     health = client.get("/api/health").json()
     assert health["model"] == {"name": "basic.pt", "architecture": "basic", "kind": "checkpoint", "temperature": 1.0}
     assert health["classes"] == list(FER2013_CLASSES) and health["max_upload_bytes"] == LIMIT
+    assert health["detector"] == DETECTORS[0]
 
 
 def test_predict_answers_like_fer_predict_json(client, photo, checkpoint, tmp_path):
@@ -101,8 +105,8 @@ def test_predict_answers_like_fer_predict_json(client, photo, checkpoint, tmp_pa
     path = tmp_path / "photo.jpg"
     path.write_bytes(photo)
     classifier = load_classifier(checkpoint)
-    results, _ = predict_images([Source(path, Path(path.name))], classifier, make_detector("haar"))
-    expected = to_json(results, [], classifier, str(checkpoint), "haar", "none")["images"][0]
+    results, _ = predict_images([Source(path, Path(path.name))], classifier, make_detector(DETECTORS[0]))
+    expected = to_json(results, [], classifier, str(checkpoint), DETECTORS[0], "none")["images"][0]
     assert body.pop("elapsed_ms") >= 0
     assert body == {key: value for key, value in expected.items() if key != "path"}
     assert (body["width"], body["height"]) == (640, 480) and len(body["faces"]) == 1
@@ -218,6 +222,10 @@ def test_openapi_documents_the_api(client):
     (["serve", "--port", "70000"], ["--port"]),
     (["serve", "--max-upload-mb", "0"], ["--max-upload-mb"]),
     (["serve", "--model", "no/such/model.pt"], ["no such model file"]),
+    (["serve", "--workers", "0"], ["--workers", "at least 1"]),
+    (["serve", "--workers", "-3"], ["--workers", "at least 1"]),
+    # With workers the model is still loaded once before any starts, so a bad one fails the same way.
+    (["serve", "--workers", "2", "--model", "no/such/model.pt"], ["no such model file"]),
 ])
 def test_bad_options_are_one_line_usage_errors(argv, words, capfd):
     assert main(argv) == 2
@@ -235,6 +243,20 @@ def test_busy_port_is_a_one_line_error(checkpoint, capfd):
     assert err.count("\n") == 1 and "cannot listen" in err, err
 
 
+def test_a_worker_that_cannot_load_the_model_stops_with_one_line(monkeypatch, capfd):
+    """Were the model gone by the time a worker loads it: one line, and uvicorn's start-up failure
+    status, on which the parent stops all workers instead of restarting that one forever."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    settings = WorkerSettings("no/such/model.pt", "model.pt", LIMIT, DETECTORS[0], threads=1)
+    monkeypatch.setenv(WORKER_SETTINGS_VARIABLE, json.dumps(dataclasses.asdict(settings)))
+    with pytest.raises(SystemExit) as stopped:
+        worker_app()
+    assert stopped.value.code == STARTUP_FAILURE
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "worker process" in err and "no such model file" in err, err
+
+
 class Server:
     """`fer serve` in a child process on a free port; `url` once it answers."""
 
@@ -244,7 +266,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": path}
         self.process = subprocess.Popen([sys.executable, "-m", "fer", "serve", "--model", str(model), "--port", "0",
                                          *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        line = self.process.stdout.readline()
+        self.line = line = self.process.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         if not found:
             self.stop()
@@ -261,9 +283,13 @@ class Server:
             self.process.wait()
 
 
-def raw_request(port: int, request: bytes) -> tuple[int, bytes]:
+STARTUP_S = 180  # the most a worker may take to load the model, on a machine busy with training
+HEALTH_REQUEST = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def raw_request(port: int, request: bytes, timeout: float = 20) -> tuple[int, bytes]:
     """Send bytes as they are (headers that lie included) and read the status and body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
         conn.sendall(request)
         answer = b""
         while chunk := conn.recv(65536):
@@ -286,7 +312,45 @@ def test_the_command_serves_over_http(checkpoint, photo):
         # A declared length over the limit is refused before a byte of the body is sent.
         status, answer = raw_request(server.port, head + b"Content-Length: 5000000000\r\n\r\n")
         assert status == 413 and "over the 1 MB limit" in json.loads(answer)["detail"]
-        status, answer = raw_request(server.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, answer = raw_request(server.port, HEALTH_REQUEST)
         assert status == 200 and json.loads(answer)["classes"] == list(FER2013_CLASSES)
     finally:
         server.stop()
+
+
+def worker_processes(pid: int) -> list[int]:
+    """The uvicorn worker processes under `fer serve`'s process (multiprocessing's spawned children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts the worker processes in /proc (Linux)")
+def test_the_command_serves_with_two_worker_processes(checkpoint, photo):
+    """`--workers 2` on port 0: the line names the workers, two worker processes run and answer
+    with faces, and SIGTERM stops the parent and both workers, with status 0."""
+    server = Server(checkpoint, "--workers", "2")
+    assert "2 worker processes" in server.line, server.line
+    try:
+        # The port listens at once; the workers answer once they have loaded the model (slow on a
+        # busy machine), and until then connections wait: hence the long timeouts.
+        assert raw_request(server.port, HEALTH_REQUEST, timeout=STARTUP_S)[0] == 200
+        boundary = b"fer-test"
+        body = (b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
+                b"\r\n" + photo + b"\r\n--" + boundary + b"--\r\n")
+        request = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                   b"Content-Type: multipart/form-data; boundary=" + boundary +
+                   b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        for _ in range(2):
+            status, answer = raw_request(server.port, request, timeout=STARTUP_S)
+            assert status == 200, answer
+            faces = json.loads(answer)["faces"]
+            assert len(faces) == 1 and set(faces[0]["probabilities"]) == set(FER2013_CLASSES), faces
+        workers = worker_processes(server.process.pid)
+        assert len(workers) == 2, workers
+    finally:
+        server.stop()
+    output = server.process.stdout.read()
+    assert server.process.returncode == 0 and "Traceback" not in output, output
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a worker outlived the server"

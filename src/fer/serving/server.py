@@ -1,6 +1,7 @@
 """`fer serve`: a web page and a JSON API that classify the faces in uploaded photos and webcam frames.
 
-One process loads the model once. `POST /api/predict` takes one image as the multipart field
+Each worker process loads the model once (`--workers N`: N processes share one listening socket,
+each with its own copy of the model). `POST /api/predict` takes one image as the multipart field
 `file` and answers with that image's entry of `fer predict --json` (width, height, and each
 face's box, emotion, score and probabilities); `GET /api/health` names the model and the classes;
 FastAPI documents the API at /docs. The page and its script are files inside this package, held
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +34,7 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from fer.choices import SHIPPED_MODELS
+from fer.choices import DETECTORS, SHIPPED_MODELS
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.imaging import BadImage, decode_image, to_gray
@@ -40,7 +43,6 @@ from fer.inference.faces import Face, classify_faces, find_faces
 from fer.inference.models import Classifier, load_classifier
 from fer.serving.results import class_colour, image_json
 
-DETECTOR = "haar"
 DEFAULT_MAX_UPLOAD_MB = 10.0
 # Room for the multipart envelope (boundaries, part headers, a long file name) around the file
 # itself, so that a file of exactly the limit is not refused for its wrapping.
@@ -141,16 +143,19 @@ def model_label(model: str | os.PathLike) -> str:
     return str(model) if str(model) in SHIPPED_MODELS else Path(model).name
 
 
-def create_app(classifier: Classifier, label: str, max_upload_bytes: int,
-               detector: Detector | None = None) -> FastAPI:
-    """The app around a loaded classifier; `label` is the model's name in /api/health."""
-    detector = detector or make_detector(DETECTOR)
-    # One prediction at a time: torch and OpenCV already use every core for one image, and a
-    # queue keeps the event loop free to answer the others.
+def create_app(classifier: Classifier, label: str, max_upload_bytes: int, detector: str = DETECTORS[0]
+               ) -> FastAPI:
+    """The app around a loaded classifier; `label` is the model's name in /api/health, `detector`
+    the name of the face detector (the default one unless told)."""
+    detect = make_detector(detector)
+    # One prediction at a time: torch and OpenCV already use every core given to this process for
+    # one image, and a queue keeps the event loop free to answer the others.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-predict")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Before the first request, on the thread that runs predictions.
+        await asyncio.get_running_loop().run_in_executor(worker, _warm_up, classifier, detect)
         yield
         worker.shutdown(wait=True)
 
@@ -163,7 +168,7 @@ def create_app(classifier: Classifier, label: str, max_upload_bytes: int,
                                         "temperature": classifier.temperature},
               "classes": list(classifier.classes),
               "colours": {name: "#{2:02x}{1:02x}{0:02x}".format(*class_colour(name)) for name in classifier.classes},
-              "detector": DETECTOR, "face_size": IMAGE_SIZE,
+              "detector": detector, "face_size": IMAGE_SIZE,
               "max_upload_bytes": max_upload_bytes}
 
     @app.exception_handler(RequestValidationError)
@@ -195,7 +200,7 @@ def create_app(classifier: Classifier, label: str, max_upload_bytes: int,
         start = time.perf_counter()
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                worker, predict_bytes, data, classifier, detector)
+                worker, predict_bytes, data, classifier, detect)
         except BadImage as problem:
             raise HTTPException(422, " ".join(str(problem).split())) from None
         body = image_json(result.width, result.height, result.faces)
@@ -236,29 +241,96 @@ def _warm_up(classifier: Classifier, detector: Detector) -> None:
         predict_bytes(blank.tobytes(), classifier, detector)
 
 
-def _check_options(port: int, max_upload_mb: float) -> int:
+def _check_options(port: int, max_upload_mb: float, workers: int) -> int:
     """The upload limit in bytes; bad numbers are usage errors found before the model loads."""
     if not 0 <= port <= 65535:
         raise FerError(f"--port must be between 0 and 65535, got {port}")
     if not 0 < max_upload_mb <= 1024:
         raise FerError(f"--max-upload-mb must be above 0 and at most 1024, got {max_upload_mb:g}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise FerError(f"--workers must be a whole number of at least 1, got {workers}")
     return int(max_upload_mb * 2**20)
 
 
-def run(model: str | os.PathLike = SHIPPED_MODELS[0], host: str = "127.0.0.1", port: int = 8000,
-        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> int:
-    import uvicorn
+# With --workers, `run` passes the settings to the worker processes in this environment variable
+# (JSON), and each worker's uvicorn imports `fer.serving.server:worker_app` and calls it. An import
+# string, not a pickled function: a worker then imports torch after it has begun answering the
+# parent's health checks, so a slow start on a busy machine is not taken for a hung worker.
+WORKER_SETTINGS_VARIABLE = "FER_SERVE_WORKER_SETTINGS"
+WORKER_APP = "fer.serving.server:worker_app"
+# How long the parent waits for a worker's answer to a health check before replacing it (uvicorn's
+# default is 5 s); generous, because a model loading on a machine busy with training is slow.
+WORKER_HEALTHCHECK_S = 60
 
-    max_upload_bytes = _check_options(port, max_upload_mb)
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What each worker process needs to build its own app."""
+    model: str
+    label: str
+    max_upload_bytes: int
+    detector: str
+    threads: int  # torch and OpenCV threads in each worker: the usable cores shared out
+
+
+def worker_threads(workers: int) -> int:
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
+def worker_app() -> FastAPI:
+    """The app factory that uvicorn calls in each worker process: load the model, build the app.
+    A failure is one line and uvicorn's start-up failure status, so that the parent stops instead
+    of starting the worker again and again."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        import torch
+
+        settings = WorkerSettings(**json.loads(os.environ[WORKER_SETTINGS_VARIABLE]))
+        torch.set_num_threads(settings.threads)
+        cv2.setNumThreads(settings.threads)
+        return create_app(load_classifier(settings.model), settings.label, settings.max_upload_bytes,
+                          settings.detector)
+    except Exception as error:  # the parent loaded the same model, so this is rare: say it and stop
+        what = str(error) if isinstance(error, FerError) else f"{type(error).__name__}: {error}"
+        print(f"fer: error: worker process {os.getpid()}: {' '.join(what.split())}", file=sys.stderr, flush=True)
+        sys.exit(STARTUP_FAILURE)
+
+
+def run(model: str | os.PathLike = SHIPPED_MODELS[0], host: str = "127.0.0.1", port: int = 8000,
+        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, workers: int = 1) -> int:
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    max_upload_bytes = _check_options(port, max_upload_mb, workers)
+    detector = DETECTORS[0]
+    # Loaded here whatever the number of workers, so that a bad model or a missing detector is one
+    # line before anything listens; with workers, each then loads its own copy.
     classifier = load_classifier(model)
-    detector = make_detector(DETECTOR)
-    _warm_up(classifier, detector)
-    app = create_app(classifier, model_label(model), max_upload_bytes, detector)
+    label = model_label(model)
+    app = create_app(classifier, label, max_upload_bytes, detector) if workers == 1 else None
+    if app is None:
+        make_detector(detector)
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"fer serve: {model_label(model)} ({classifier.name}, {classifier.kind}) at http://{shown}:{bound_port}/ "
+    processes = "" if workers == 1 else f", {workers} worker processes"
+    print(f"fer serve: {label} ({classifier.name}, {classifier.kind}{processes}) at http://{shown}:{bound_port}/ "
           f"(API docs at /docs; Ctrl+C stops)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    server.run(sockets=[sock])
+    if app is not None:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        server.run(sockets=[sock])
+        return 0
+    del classifier
+    # The socket is bound here (port 0 included) and handed to the workers, which all accept from
+    # it; a keep-alive connection stays with the worker that accepted it.
+    settings = WorkerSettings(str(model), label, max_upload_bytes, detector, worker_threads(workers))
+    os.environ[WORKER_SETTINGS_VARIABLE] = json.dumps(asdict(settings))
+    config = uvicorn.Config(WORKER_APP, factory=True, workers=workers, log_level="warning",
+                            timeout_graceful_shutdown=5, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise FerError("a worker process could not start (its error is above); the server stopped")
     return 0
