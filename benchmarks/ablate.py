@@ -44,6 +44,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "ema": {"train": {"ema_decay": 0.999}},
     "width075": {"vgg": {"width": 0.75}},
     "longer": {"epochs_factor": 2},
+    "mixup": {"train": {"mix": "mixup", "mix_alpha": 0.2}},
+    "cutmix": {"train": {"mix": "cutmix", "mix_alpha": 1.0}},
     "no_erase": {"train": {"augment": {"erase_prob": 0.0}}},
     "resized_crop": {"train": {"augment": {"crop": "resized"}}},
 }

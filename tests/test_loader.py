@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fer.models.inputs import normalize
-from fer.training.loader import BatchLoader, _sampling_grid, augment_batch
+from fer.training.loader import BatchLoader, _sampling_grid, augment_batch, mix_batch
 
 NONE = {"crop": "none", "crop_padding": 4, "resized_scale_min": 0.8, "flip": False, "rotate_degrees": 0,
         "translate": 0.0, "erase_prob": 0.0}
@@ -106,3 +106,16 @@ def test_augmented_epochs_replay_exactly_from_their_seed(crop: str) -> None:
     loader = BatchLoader(images, np.zeros(70, np.int64), CPU, 32, 0.5, 0.25, augment=augment, shuffle=True)
     first, again, other = (torch.cat([x for x, _ in loader.batches(seed)]) for seed in (3, 3, 4))
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_mixing_blends_images_and_labels_by_the_same_weight(mix: str) -> None:
+    # Image i is the constant i and has label i, so an output's mean pixel is its label mixture's mean label.
+    x = torch.arange(7, dtype=torch.float32).view(7, 1, 1, 1).expand(7, 1, 48, 48).clone()
+    y = torch.arange(7)
+    mixed, targets = mix_batch(x.clone(), y, mix, 1.0, 7, torch.Generator().manual_seed(3))
+    assert targets.shape == (7, 7) and torch.allclose(targets.sum(dim=1), torch.ones(7))
+    assert (targets.max(dim=1).values < 0.99).any()  # some images were mixed
+    assert torch.allclose(mixed.mean(dim=(1, 2, 3)), targets @ torch.arange(7.0), atol=1e-4)
+    replay, again = mix_batch(x.clone(), y, mix, 1.0, 7, torch.Generator().manual_seed(3))
+    assert torch.equal(replay, mixed) and torch.equal(again, targets)

@@ -22,6 +22,8 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 SCHEDULES: tuple[str, ...] = ("exponential", "cosine")
 CROPS: tuple[str, ...] = ("none", "pad", "resized")
 LABELS: tuple[str, ...] = tuple(LABEL_SETS)  # fer2013 | ferplus: where the labels come from
+# Mixing two training images and their labels: none | mixup (blend) | cutmix (paste a rectangle).
+MIXES: tuple[str, ...] = ("none", "mixup", "cutmix")
 # What training fits: the one majority label per image, or (FER+) the distribution of the votes.
 TARGETS: tuple[str, ...] = ("majority", "probability")
 

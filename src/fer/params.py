@@ -14,7 +14,18 @@ from typing import Any
 
 import yaml
 
-from fer.choices import CROPS, DEVICES, LABELS, MODEL_NAMES, PRECISIONS, SCHEDULES, TARGETS, TTA_MODES, check_choice
+from fer.choices import (
+    CROPS,
+    DEVICES,
+    LABELS,
+    MIXES,
+    MODEL_NAMES,
+    PRECISIONS,
+    SCHEDULES,
+    TARGETS,
+    TTA_MODES,
+    check_choice,
+)
 from fer.errors import FerError
 from fer.layout import SYNTHETIC_VOTES
 
@@ -87,6 +98,8 @@ TRAIN_SCHEMA: dict[str, Any] = {
     "label_smoothing": _number(0.0, 0.5),
     "targets": _choice(TARGETS),
     "ema_decay": _number(0.0, 1.0),
+    "mix": _choice(MIXES),
+    "mix_alpha": _number(0.0, 10.0, low_inclusive=False),
     "seed": _integer(0),
     "device": _choice(DEVICES),
     "precision": _choice(PRECISIONS),
@@ -100,7 +113,8 @@ TRAIN_SCHEMA: dict[str, Any] = {
 }
 
 # Keys added after parameter files were in use: a `train:` block without them takes these values.
-TRAIN_DEFAULTS: dict[str, Any] = {"processes": 1, "sync_batchnorm": False, "targets": "majority"}
+TRAIN_DEFAULTS: dict[str, Any] = {"processes": 1, "sync_batchnorm": False, "targets": "majority", "mix": "none",
+                                  "mix_alpha": 1.0}
 DATA_DEFAULTS: dict[str, Any] = {"labels": "fer2013", "ferplus_votes": str(SYNTHETIC_VOTES)}
 
 # Keys that only make sense per model; everything else is inherited from `train:`.

@@ -105,6 +105,32 @@ def augment_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator,
     return x
 
 
+def mix_batch(x: torch.Tensor, y: torch.Tensor, mix: str, alpha: float, classes: int, g: torch.Generator,
+              rows: slice = slice(None), total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (a weighted average of two images) or CutMix (a rectangle of one pasted into the other)
+    of each image with a partner from the same batch; the targets become the same mixture of the two
+    labels (one-hot, or FER+ vote distributions). One weight per batch, drawn from Beta(alpha, alpha).
+
+    The draws are made for the global batch of `total`, so every process consumes the same random
+    numbers; partners are taken within this process's share `rows`."""
+    total = x.shape[0] if total is None else total
+    # Beta draws need numpy; its seed comes from `g`, so the epoch still replays from its seed.
+    beta_seed = int(torch.randint(2**31, (1,), generator=g, device=x.device))
+    weight = float(np.random.default_rng(beta_seed).beta(alpha, alpha))
+    partner = torch.rand(total, generator=g, device=x.device)[rows].argsort()
+    targets = y.float() if y.ndim == 2 else F.one_hot(y, classes).float()
+    if mix == "mixup":
+        x = weight * x + (1 - weight) * x[partner]
+    else:
+        side = IMAGE_SIZE * math.sqrt(1 - weight)
+        centre = torch.randint(IMAGE_SIZE, (2,), generator=g, device=x.device).tolist()
+        top, bottom = (max(0, min(IMAGE_SIZE, round(centre[0] + sign * side / 2))) for sign in (-1, 1))
+        left, right = (max(0, min(IMAGE_SIZE, round(centre[1] + sign * side / 2))) for sign in (-1, 1))
+        x[:, :, top:bottom, left:right] = x[partner, :, top:bottom, left:right]
+        weight = 1 - (bottom - top) * (right - left) / IMAGE_SIZE**2  # what was pasted, after clipping
+    return x, weight * targets + (1 - weight) * targets[partner]
+
+
 def share(count: int, rank: int, processes: int) -> slice:
     """Rank `rank`'s contiguous rows of a batch of `count`, split as torch.tensor_split does: the first
     `count % processes` ranks take one more, so rank 0 is never empty and the sizes differ by at most one."""
@@ -122,7 +148,8 @@ class BatchLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int,
                  mean: float, std: float, channels_last: bool = True,
                  augment: dict[str, Any] | None = None, shuffle: bool = False,
-                 rank: int = 0, processes: int = 1) -> None:
+                 rank: int = 0, processes: int = 1, mix: str = "none", mix_alpha: float = 1.0,
+                 classes: int = 0) -> None:
         self.images = torch.from_numpy(images).to(device)
         self.labels = torch.from_numpy(labels).to(device)
         self.device = device
@@ -132,6 +159,7 @@ class BatchLoader:
         self.augment = augment
         self.shuffle = shuffle
         self.rank, self.processes = rank, processes
+        self.mix, self.mix_alpha, self.classes = mix, mix_alpha, classes
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -151,6 +179,9 @@ class BatchLoader:
             x = normalize(self.images[index[rows]], self.mean, self.std, channels_last=False)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, generator, rows, len(index))
+            y = self.labels[index[rows]]
+            if self.mix != "none":
+                x, y = mix_batch(x, y, self.mix, self.mix_alpha, self.classes, generator, rows, len(index))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[index[rows]]
+            yield x, y

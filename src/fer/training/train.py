@@ -220,7 +220,8 @@ def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, d
 
     train_loader = BatchLoader(train_images, train_targets, device, params["batch_size"], mean, std,
                                params["channels_last"], augment=params["augment"], shuffle=True,
-                               rank=world.rank, processes=world.size)
+                               rank=world.rank, processes=world.size, mix=params["mix"],
+                               mix_alpha=params["mix_alpha"], classes=len(classes))
     valid_loader = BatchLoader(valid_images, valid_labels, device, params["eval_batch_size"], mean, std,
                                params["channels_last"])
 
