@@ -1,3 +1,4 @@
 """Reproducible facial-emotion recognition on FER-2013."""
 
-__version__ = "0.1.0"
+# The last release in CHANGELOG.md; pyproject.toml reads it from here.
+__version__ = "0.3.0"

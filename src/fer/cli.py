@@ -79,7 +79,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fer import __version__
+
     parser = argparse.ArgumentParser(prog="fer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler, help_text: str, params: bool = True) -> argparse.ArgumentParser:
