@@ -1,0 +1,88 @@
+"""The package's layers, read from the source: imports only go down.
+
+    cli
+    evaluation   serving          (the commands; neither imports the other)
+    inference    training         (pixels to probabilities; the training loop)
+    data         models           (arrays and labels; networks and checkpoints)
+    the top-level modules         (errors, choices, emotions, params, imaging, ...)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer"
+
+# What each subpackage may import from the others; top-level modules are below all of them.
+ALLOWED: dict[str, set[str]] = {
+    "data": set(),
+    "models": set(),
+    "pretrained": set(),
+    "training": {"data", "models"},
+    "inference": {"models", "pretrained"},
+    "evaluation": {"data", "models", "inference"},
+    "serving": {"models", "inference", "pretrained"},
+}
+# Modules of serving/ that are commands (`fer predict`, `fer export`, `fer serve`): none imports another.
+SERVING_COMMANDS = {"predict", "export", "server"}
+
+
+def imports_of(path: Path) -> set[str]:
+    """The `fer.` modules a source file imports, as dotted names without the leading `fer.`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fer."):
+            found.add(node.module.removeprefix("fer."))
+            found.update(f"{node.module.removeprefix('fer.')}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.removeprefix("fer.") for alias in node.names if alias.name.startswith("fer."))
+    return found
+
+
+def import_map() -> dict[str, set[str]]:
+    """module (e.g. 'serving.predict') -> the fer modules it imports."""
+    return {".".join(path.relative_to(PACKAGE).with_suffix("").parts): imports_of(path)
+            for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+SUBPACKAGES = sorted(ALLOWED)
+
+
+@pytest.mark.parametrize("subpackage", SUBPACKAGES)
+def test_a_subpackage_imports_only_the_layers_below_it(subpackage: str) -> None:
+    climbing = {}
+    for module, imported in import_map().items():
+        if module.split(".")[0] != subpackage or "." not in module:
+            continue
+        wrong = {name.split(".")[0] for name in imported} & set(SUBPACKAGES) - ALLOWED[subpackage] - {subpackage}
+        if wrong:
+            climbing[module] = sorted(wrong)
+    assert climbing == {}
+
+
+def test_evaluation_and_serving_do_not_import_each_other_and_inference_neither() -> None:
+    modules = import_map()
+    for module, imported in modules.items():
+        top = {name.split(".")[0] for name in imported}
+        if module.startswith("evaluation."):
+            assert "serving" not in top, module
+        if module.startswith("serving."):
+            assert "evaluation" not in top, module
+        if module.startswith("inference."):
+            assert not top & {"serving", "evaluation", "training"}, module
+
+
+def test_no_serving_command_imports_another() -> None:
+    for command in SERVING_COMMANDS:
+        imported = {name.split(".")[1] for name in import_map()[f"serving.{command}"] if name.startswith("serving.")}
+        assert not imported & (SERVING_COMMANDS - {command}), command
+
+
+def test_the_map_sees_real_imports() -> None:
+    """Guards the checks above against a parser that finds nothing."""
+    modules = import_map()
+    assert "inference.models" in modules["serving.predict"]
+    assert "inference.proba" in modules["evaluation.evaluate"]
