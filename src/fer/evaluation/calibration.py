@@ -6,6 +6,7 @@ data; it changes no prediction (the arg-max stays), only how confident each one 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from fer.data.arrays import load_classes, load_split
-from fer.errors import FerError
 from fer.inference.proba import predict_proba
-from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from fer.models.checkpoint import Checkpoint, check_classes, load_checkpoint, model_from_checkpoint, save_checkpoint
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -55,21 +55,19 @@ def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
 def run(checkpoint: Path, out: Path, data_dir: Path, half: bool = False) -> int:
     """`fer calibrate`: fit T on the valid split (PublicTest), write the checkpoint with it."""
     state = load_checkpoint(checkpoint)
+    header = state.header
     model = model_from_checkpoint(state, source=str(checkpoint))
     _, classes = load_classes(data_dir)
-    if tuple(state["classes"]) != classes:
-        raise FerError(f"{checkpoint}: trained on classes {', '.join(state['classes'])}, but {data_dir} holds "
-                       f"{', '.join(classes)}")
+    check_classes(header, classes, str(checkpoint), f"give --data a folder that holds {', '.join(header.classes)}")
     images, labels = load_split(data_dir, "valid")
-    probabilities = predict_proba(model, images, state["mean"], state["std"])
+    probabilities = predict_proba(model, images, header.mean, header.std)
     temperature = fit_temperature(log_probabilities(probabilities), labels)
-    calibrated = predict_proba(model, images, state["mean"], state["std"], temperature=temperature)
+    calibrated = predict_proba(model, images, header.mean, header.std, temperature=temperature)
     weights = {name: value.half() if half and value.is_floating_point() else value
                for name, value in model.state_dict().items()}
-    kept = {key: state[key] for key in ("model", "labels", "classes", "dropout", "width", "mean", "std", "epoch",
-                                        "val_acc") if key in state}
-    save_checkpoint(out, {**kept, "state_dict": weights, "temperature": temperature,
-                          "calibrated_on": f"{data_dir}/valid ({len(labels)} images)"})
+    # The header, with the temperature; training's extras (parameters, resume state) stay behind.
+    save_checkpoint(out, Checkpoint(replace(header, temperature=temperature,
+                                            calibrated_on=f"{data_dir}/valid ({len(labels)} images)"), weights))
     before, after = (expected_calibration_error(p, labels) for p in (probabilities, calibrated))
     print(f"{out}: temperature {temperature:.4f}; expected calibration error on {data_dir}/valid "
           f"{before:.4f} -> {after:.4f}")

@@ -20,11 +20,10 @@ from sklearn.metrics import accuracy_score, classification_report
 from fer.atomic import atomic_dir, atomic_path, write_json
 from fer.choices import MODEL_NAMES
 from fer.data.arrays import load_classes, load_split
-from fer.errors import FerError
 from fer.evaluation import figures
 from fer.inference.proba import predict_proba
 from fer.layout import DATA_DIR, FIGURES_DIR, RunPaths
-from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
+from fer.models.checkpoint import check_classes, load_checkpoint, model_from_checkpoint
 from fer.params import DEFAULT_PARAMS, stage_params
 from fer.runtime import inference_precision, resolve_device
 
@@ -70,14 +69,13 @@ def evaluate_model(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], 
     """The full report for one model, and its plain test-split predictions."""
     path = RunPaths.for_model(name).best
     checkpoint = load_checkpoint(path)
-    if tuple(checkpoint["classes"]) != classes:
-        raise FerError(f"{path}: trained on classes {', '.join(checkpoint['classes'])}, but the data's are "
-                       f"{', '.join(classes)}: retrain it (`dvc repro`) after changing data.labels")
+    header = checkpoint.header
+    check_classes(header, classes, str(path), "retrain it (`dvc repro`) after changing data.labels")
     model = model_from_checkpoint(checkpoint, source=str(path))
     device = resolve_device(params["device"])
-    options = {"mean": checkpoint["mean"], "std": checkpoint["std"], "batch_size": params["batch_size"],
+    options = {"mean": header.mean, "std": header.std, "batch_size": params["batch_size"],
                "device": device, "precision": inference_precision(device)}
-    report: dict[str, Any] = {"best_epoch": checkpoint.get("epoch"), "tta": params["tta"], "classes": list(classes)}
+    report: dict[str, Any] = {"best_epoch": header.epoch, "tta": params["tta"], "classes": list(classes)}
     test_predicted = np.zeros(0, dtype=np.int64)
     for split, (images, labels) in splits.items():
         plain = predict_proba(model, images, tta="none", **options).argmax(axis=1)

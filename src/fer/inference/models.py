@@ -6,7 +6,6 @@ callable classifier.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import fer.pretrained
 from fer.choices import SHIPPED_MODELS
 from fer.errors import FerError, first_line
 from fer.inference.proba import predict_proba
-from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
+from fer.models.checkpoint import CheckpointHeader, load_checkpoint, model_from_checkpoint
 
 PRETRAINED_DIR = Path(fer.pretrained.__file__).parent
 
@@ -40,6 +39,11 @@ class Classifier:
     classes: tuple[str, ...]  # what each output means, from the checkpoint or the ONNX metadata
     temperature: float = 1.0  # divides the logits; fitted by `fer calibrate`
 
+    @classmethod
+    def of(cls, model: nn.Module | Callable[[torch.Tensor], torch.Tensor], header: CheckpointHeader,
+           kind: str) -> Classifier:
+        return cls(model, header.model, header.mean, header.std, kind, header.classes, header.temperature)
+
     def predict_proba(self, faces: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
         """Calibrated class probabilities (N, classes) for uint8 faces (N, 48, 48)."""
         return predict_proba(self.model, faces, self.mean, self.std, tta=tta, batch_size=batch_size,
@@ -51,31 +55,19 @@ class OnnxModel:
     """An ONNX Runtime session as a callable from a float (B,1,48,48) tensor to (B,classes) logits."""
 
     session: Any
-    name: str
-    mean: float
-    std: float
-    classes: tuple[str, ...]
-    temperature: float = 1.0
+    header: CheckpointHeader  # from the file's metadata
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if not len(batch):
-            return torch.zeros((0, len(self.classes)))
+            return torch.zeros((0, len(self.header.classes)))
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
 
 
-def _read_metadata(path: Path, props: dict[str, str]) -> tuple[str, float, float, tuple[str, ...], float]:
+def _read_metadata(path: Path, props: dict[str, str]) -> CheckpointHeader:
     if props.get("fer_format") != ONNX_FORMAT:
         raise FerError(f"{path}: ONNX model lacks fer metadata (make it with `fer export --onnx`)")
-    try:
-        classes = json.loads(props["classes"])
-        name, mean, std = props["model"], float(props["mean"]), float(props["std"])
-        temperature = float(props.get("temperature", 1.0))
-    except (KeyError, ValueError) as error:
-        raise FerError(f"{path}: bad fer metadata in ONNX model ({error})") from None
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise FerError(f"{path}: bad fer metadata in ONNX model (classes {str(classes)[:60]} is not a list of names)")
-    return name, mean, std, tuple(classes), temperature
+    return CheckpointHeader.from_metadata(props, str(path))
 
 
 def load_onnx(path: str | os.PathLike) -> OnnxModel:
@@ -91,8 +83,7 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for bad files
         raise FerError(f"{path}: not a readable ONNX model ({first_line(error)})") from None
-    name, mean, std, classes, temperature = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
-    return OnnxModel(session=session, name=name, mean=mean, std=std, classes=classes, temperature=temperature)
+    return OnnxModel(session, _read_metadata(path, session.get_modelmeta().custom_metadata_map))
 
 
 def model_file(model: str | os.PathLike) -> Path:
@@ -113,9 +104,6 @@ def load_classifier(model: str | os.PathLike) -> Classifier:
     path = model_file(model)
     if path.suffix.lower() == ".onnx":
         onnx_model = load_onnx(path)
-        return Classifier(onnx_model, onnx_model.name, onnx_model.mean, onnx_model.std, "onnx",
-                          onnx_model.classes, onnx_model.temperature)
+        return Classifier.of(onnx_model, onnx_model.header, "onnx")
     checkpoint = load_checkpoint(path)
-    network = model_from_checkpoint(checkpoint, source=str(path))
-    return Classifier(network, str(checkpoint["model"]), float(checkpoint["mean"]), float(checkpoint["std"]),
-                      "checkpoint", tuple(checkpoint["classes"]), float(checkpoint.get("temperature", 1.0)))
+    return Classifier.of(model_from_checkpoint(checkpoint, source=str(path)), checkpoint.header, "checkpoint")

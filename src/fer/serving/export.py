@@ -7,7 +7,6 @@ travel in the file's metadata; `fer.inference.models` reads them back.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import warnings
@@ -21,7 +20,7 @@ from fer.atomic import atomic_path
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.inference.models import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, model_file
-from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
+from fer.models.checkpoint import CheckpointHeader, load_checkpoint, model_from_checkpoint
 
 # The exporter traces with a batch of this size; the batch axis is then made dynamic. Not 1,
 # which torch.export would specialise as a constant.
@@ -59,17 +58,9 @@ def to_onnx(model: nn.Module) -> Any:
     return program.model_proto
 
 
-def metadata(checkpoint: dict[str, Any], source: str) -> dict[str, str]:
+def metadata(header: CheckpointHeader, source: str) -> dict[str, str]:
     """What predict needs besides the graph: how to normalise, and what the outputs mean."""
-    return {
-        "fer_format": ONNX_FORMAT,
-        "model": str(checkpoint["model"]),
-        "mean": repr(float(checkpoint["mean"])),
-        "std": repr(float(checkpoint["std"])),
-        "temperature": repr(float(checkpoint.get("temperature", 1.0))),
-        "classes": json.dumps(list(checkpoint["classes"])),
-        "source_checkpoint": source,
-    }
+    return {"fer_format": ONNX_FORMAT, **header.to_metadata(), "source_checkpoint": source}
 
 
 def run(model: str | os.PathLike, onnx_path: str | os.PathLike) -> None:
@@ -77,11 +68,12 @@ def run(model: str | os.PathLike, onnx_path: str | os.PathLike) -> None:
     checkpoint = load_checkpoint(model)
     network = model_from_checkpoint(checkpoint, source=str(model))
     proto = to_onnx(network)
-    for key, value in metadata(checkpoint, str(model)).items():
+    header = checkpoint.header
+    for key, value in metadata(header, str(model)).items():
         proto.metadata_props.add(key=key, value=value)
     import onnx
 
     with atomic_path(onnx_path) as tmp:
         onnx.save_model(proto, str(tmp))
-    print(f"wrote {onnx_path} ({checkpoint['model']}, input {INPUT_NAME} (N,1,{IMAGE_SIZE},{IMAGE_SIZE}), "
-          f"output {OUTPUT_NAME} (N,{len(checkpoint['classes'])}): {', '.join(checkpoint['classes'])})")
+    print(f"wrote {onnx_path} ({header.model}, input {INPUT_NAME} (N,1,{IMAGE_SIZE},{IMAGE_SIZE}), "
+          f"output {OUTPUT_NAME} (N,{len(header.classes)}): {', '.join(header.classes)})")

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from fer.atomic import atomic_path, write_json
 from fer.data.arrays import load_classes, load_probabilities, load_split
 from fer.errors import FerError
 from fer.layout import DATA_DIR, RunPaths
-from fer.models.checkpoint import load_checkpoint, save_checkpoint
+from fer.models.checkpoint import Checkpoint, CheckpointHeader, load_checkpoint, save_checkpoint
 from fer.models.inputs import train_statistics
 from fer.models.networks import build_model
 from fer.params import DEFAULT_PARAMS, model_params
@@ -140,17 +141,17 @@ def _write_curves(path: Path, history: list[dict[str, Any]]) -> None:
         writer.writerows(history)
 
 
-def _resumable(paths: RunPaths, fingerprint: str, epochs: int) -> dict[str, Any] | None:
+def _resumable(paths: RunPaths, fingerprint: str, epochs: int) -> Checkpoint | None:
     if not paths.last.exists():
         return None
     if not paths.best.exists():
         tqdm.write(f"{paths.best}: missing beside {paths.last}; starting afresh")
         return None
     state = load_checkpoint(paths.last)
-    if state.get("fingerprint") != fingerprint or state.get("epoch", 0) > epochs:
+    if state.extra.get("fingerprint") != fingerprint or (state.header.epoch or 0) > epochs:
         tqdm.write(f"{paths.last}: parameters, data or code changed since it was written; starting afresh")
         return None
-    tqdm.write(f"{paths.last}: resuming after epoch {state['epoch']}")
+    tqdm.write(f"{paths.last}: resuming after epoch {state.header.epoch}")
     return state
 
 
@@ -239,21 +240,21 @@ def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, d
     history: list[dict[str, Any]] = []
     best = {"val_acc": -1.0, "epoch": 0}
     if state is not None:
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        model.load_state_dict(state.state_dict)
+        optimizer.load_state_dict(state.extra["optimizer"])
+        scheduler.load_state_dict(state.extra["scheduler"])
         if ema is not None:
-            ema.load_state_dict(state["ema"])
-        history, best = list(state["history"]), dict(state["best"])
+            ema.load_state_dict(state.extra["ema"])
+        history, best = list(state.extra["history"]), dict(state.extra["best"])
     trained = distributed.wrap(model, world, device, params["sync_batchnorm"])
     step_model = torch.compile(trained) if params["compile"] and device.type == "cuda" else trained
     kept = model if ema is None else ema.module  # the weights that are validated and saved
     # Rank 0 validates alone, so outside DDP, whose forward would wait for the other ranks.
     evaluated = step_model if ema is None and not world.launched else kept
 
-    plain = {"model": name, "labels": label_set, "classes": list(classes),
-             "dropout": float(params["dropout"]), "width": float(params["width"]),
-             "mean": mean, "std": std, "params": params, "fingerprint": fingerprint}
+    header = CheckpointHeader(model=name, labels=label_set, classes=tuple(classes), dropout=float(params["dropout"]),
+                              width=float(params["width"]), mean=mean, std=std)
+    run_record = {"params": params, "fingerprint": fingerprint}
     for epoch in range(len(history) + 1, params["epochs"] + 1):
         started = time.perf_counter()
         # Dropout's randomness; a stream per rank, so that ranks do not repeat each other's masks.
@@ -276,11 +277,12 @@ def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, d
                         "seconds": round(time.perf_counter() - started, 3), "train_seconds": train_seconds})
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch}
-            save_checkpoint(paths.best, {**plain, "state_dict": kept.state_dict(), "epoch": epoch,
-                                         "val_acc": val_acc})
+            save_checkpoint(paths.best, Checkpoint(replace(header, epoch=epoch, val_acc=val_acc), kept.state_dict(),
+                                                   run_record))
         resume = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                   "history": history, "best": best, **({} if ema is None else {"ema": ema.state_dict()})}
-        save_checkpoint(paths.last, {**plain, "state_dict": model.state_dict(), "epoch": epoch, **resume})
+        save_checkpoint(paths.last, Checkpoint(replace(header, epoch=epoch), model.state_dict(),
+                                               {**run_record, **resume}))
         _write_curves(paths.curves, history)
         tqdm.write(f"{name} epoch {epoch:>3}/{params['epochs']}: train loss {train_loss:.4f} acc {train_acc:.4f}"
                    f" | val loss {val_loss:.4f} acc {val_acc:.4f} | lr {lr:.5f} | {history[-1]['seconds']:.1f}s "
