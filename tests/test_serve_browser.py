@@ -1,6 +1,7 @@
 """`fer serve`'s page in a real browser: headless Debian Chromium, driven by Selenium, against a
 server the tests start. Upload a photo, a non-image and a file over the limit; take a webcam
-snapshot and run the live mode from Chromium's fake camera, fed a video of synthetic faces.
+snapshot and run the live mode from Chromium's fake camera, fed a video of synthetic faces; check
+the live mode's face tracks and time-based smoothing on made-up frames.
 
 `.ci/run` installs chromium and chromium-driver; elsewhere these tests skip when they are absent.
 FER_SERVE_SCREENSHOT=docs/serve.png saves the page after the photo test (docs/serve.md), and
@@ -103,6 +104,8 @@ if (!card || card.dataset.state === "pending") return null;
 const text = (selector) => { const node = card.querySelector(selector); return node ? node.textContent : null; };
 return {state: card.dataset.state, title: text("h2"), message: text(".message"), emotion: text(".face .emotion"),
         label: text(".box-label"), boxes: card.querySelectorAll(".frame .box").length,
+        tracks: Array.from(card.querySelectorAll(".frame .box"), (box) => box.dataset.track || null),
+        frame: Number(card.dataset.frame || 0),
         bars: Array.from(card.querySelectorAll(".bar-row"), (row) => row.dataset.emotion)};
 """
 
@@ -149,7 +152,69 @@ def test_webcam_snapshot_and_live_mode(page):
     snapshot = card(page, "#results .result")
     assert snapshot["title"].startswith("webcam")
     assert_annotated(snapshot)
+    assert snapshot["tracks"] == [None] and "#" not in snapshot["label"], snapshot  # one frame: no track
     page.find_element(By.ID, "live").click()
-    assert_annotated(card(page, "#live-result .result"))
+    # The fake camera's face stays in place (the video swaps two faces there every second), so
+    # every live frame shows it as track 1, its label averaged.
+    frame = 0
+    for _ in range(4):  # four frames in a row
+        shown = WebDriverWait(page, WAIT_S).until(
+            lambda driver, after=frame: (summary := driver.execute_script(CARD_SUMMARY, "#live-result .result"))
+            and summary["frame"] > after and summary)
+        assert_annotated(shown)
+        assert shown["tracks"] == ["1"] and shown["label"].endswith(" #1"), shown
+        assert "averaged over about 0.5 s" in shown["message"], shown
+        frame = shown["frame"]
     page.find_element(By.ID, "camera-stop").click()
     assert not page.find_element(By.ID, "camera").is_displayed()
+
+
+# Runs `frames` ([time in ms, [[x, y, w, h, {class: probability}], ...]], ...) through a new tracker
+# of the page (window.ferTracking) and returns each frame's faces as [track, emotion, score, probabilities].
+TRACK = """
+const tracker = window.ferTracking.createTracker();
+return arguments[0].map(([time, faces]) => tracker.update(
+    faces.map(([x, y, w, h, probabilities]) => ({box: {x, y, w, h}, probabilities})), time
+  ).map((face) => [face.track, face.emotion, face.score, face.probabilities]));
+"""
+HAPPY, SAD = {"Happy": 0.9, "Sad": 0.1}, {"Happy": 0.1, "Sad": 0.9}
+
+
+def track(driver: webdriver.Chrome, frames: list) -> list[list[list]]:
+    return driver.execute_script(TRACK, frames)
+
+
+def test_live_labels_are_averaged_over_time_not_frames(page):
+    """A face that turns from happy to sad moves its label with a time constant of 0.5 s: one frame
+    later it still reads Happy, and after 0.5 s the change has gone 1 - 1/e of the way, whether the
+    frames come every 50 ms or every 250 ms."""
+    box = [200, 150, 200, 200]
+    first, second = track(page, [[0, [[*box, HAPPY]]], [100, [[*box, SAD]]]])
+    assert first == [[1, "Happy", 0.9, HAPPY]]
+    number, emotion, score, probabilities = second[0]
+    assert (number, emotion) == (1, "Happy"), second  # unsmoothed it would say Sad
+    assert probabilities["Sad"] == pytest.approx(0.9 - 0.8 * np.exp(-0.1 / 0.5)) and score == probabilities["Happy"]
+    for step_ms in (50, 250):
+        frames = [[0, [[*box, HAPPY]]]] + [[time, [[*box, SAD]]] for time in range(step_ms, 501, step_ms)]
+        last = track(page, frames)[-1][0]
+        assert last[0] == 1 and last[3]["Sad"] == pytest.approx(0.9 - 0.8 * np.exp(-1)), (step_ms, last)
+    # Long after the change the label is the face's own.
+    settled = track(page, [[0, [[*box, HAPPY]]]] + [[time, [[*box, SAD]]] for time in range(300, 3001, 300)])
+    assert settled[-1][0][:2] == [1, "Sad"] and settled[-1][0][2] == pytest.approx(0.9 - 0.8 * np.exp(-3000 / 500))
+
+
+def test_live_tracks_follow_faces_by_overlap(page):
+    left, right = [50, 100, 150, 150], [400, 100, 150, 150]
+    moved_left = [70, 110, 150, 150]  # overlaps `left` by 0.6
+    frames = [[0, [[*left, HAPPY], [*right, SAD]]],
+              [300, [[*right, SAD], [*moved_left, HAPPY]]],  # listed in the other order
+              [600, [[*right, SAD], [300, 300, 100, 100, HAPPY]]],  # `left` gone; a face elsewhere
+              [1400, [[*left, HAPPY]]],  # `left` back after 1.1 s: a new track
+              [1500, [[*left, HAPPY], [*right, SAD]]]]  # `right` unseen for 0.9 s: still its track
+    numbers = [[face[0] for face in faces] for faces in track(page, frames)]
+    assert numbers == [[1, 2], [2, 1], [2, 3], [4], [4, 2]], numbers
+    # Greedy by overlap: of two faces near one track, the one overlapping it most keeps it.
+    near, nearer = [90, 100, 150, 150], [60, 100, 150, 150]
+    numbers = [[face[0] for face in faces] for faces in track(page, [[0, [[*left, HAPPY]]],
+                                                                   [100, [[*near, SAD], [*nearer, HAPPY]]]])]
+    assert numbers == [[1], [2, 1]], numbers

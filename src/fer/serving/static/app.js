@@ -3,11 +3,16 @@
 "use strict";
 
 const LIVE_INTERVAL_MS = 333; // about 3 frames a second; the next frame waits for the last answer
+// Live mode: a face keeps a track from frame to frame, and its label shows the track's probabilities
+// averaged over time, so that it does not flicker. The rules of `fer predict`'s video tracks: boxes
+// overlapping by at least MIN_OVERLAP (intersection over union) are the same face, matched greedily,
+// best overlap first; a track unseen for MAX_GAP_MS ends, and a face that comes back gets a new one.
+const TRACKING = { minOverlap: 0.3, maxGapMs: 1000, timeConstantMs: 500 };
 const SNAPSHOT_QUALITY = 0.9;
 // Each class's colour comes from /api/health (the hues of `fer predict --annotate`); grey until then.
 const FALLBACK_COLOUR = "#787878";
 
-const state = { classes: [], colours: {}, maxBytes: 10 * 1024 * 1024, stream: null, live: false };
+const state = { classes: [], colours: {}, maxBytes: 10 * 1024 * 1024, stream: null, live: false, liveRun: 0 };
 const $ = (id) => document.getElementById(id);
 
 function element(tag, className, text) {
@@ -48,6 +53,66 @@ async function loadHealth() {
   }
 }
 
+// Intersection over union of two {x, y, w, h} boxes.
+function overlap(a, b) {
+  const width = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
+  const height = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
+  const inter = Math.max(0, width) * Math.max(0, height);
+  const union = a.w * a.h + b.w * b.h - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+// Face tracks through the live frames. `update(faces, timeMs)` takes one frame's faces (as the API
+// gives them) and the time the frame was taken, and returns them in the same order, each with its
+// `track` number (from 1, in order of appearance) and its track's probabilities: an exponential
+// moving average with a time constant of `timeConstantMs`. Each frame's weight depends on the time
+// since the track's previous frame, not on a frame count, so the labels settle as fast at 1 frame
+// a second as at 30. A new track starts from its first frame's probabilities.
+function createTracker(options = {}) {
+  const { minOverlap, maxGapMs, timeConstantMs } = { ...TRACKING, ...options };
+  let tracks = [];
+  let count = 0;
+  function update(faces, timeMs) {
+    tracks = tracks.filter((track) => timeMs - track.lastSeen <= maxGapMs);
+    const pairs = [];
+    faces.forEach((face, i) => tracks.forEach((track, j) => {
+      const score = overlap(face.box, track.box);
+      if (score >= minOverlap) pairs.push({ score, i, j });
+    }));
+    pairs.sort((a, b) => b.score - a.score);
+    const matched = new Map();
+    const taken = new Set();
+    for (const { i, j } of pairs) {
+      if (matched.has(i) || taken.has(j)) continue;
+      matched.set(i, tracks[j]);
+      taken.add(j);
+    }
+    return faces.map((face, i) => {
+      let track = matched.get(i);
+      if (!track) {
+        count += 1;
+        track = { number: count, probabilities: { ...face.probabilities }, lastSeen: timeMs };
+        tracks.push(track);
+      } else {
+        const weight = 1 - Math.exp(-Math.max(0, timeMs - track.lastSeen) / timeConstantMs);
+        for (const [name, value] of Object.entries(face.probabilities)) {
+          const previous = track.probabilities[name] ?? value;
+          track.probabilities[name] = previous + weight * (value - previous);
+        }
+      }
+      track.box = face.box;
+      track.lastSeen = timeMs;
+      const probabilities = { ...track.probabilities };
+      const emotion = Object.keys(probabilities).reduce((best, name) =>
+        (probabilities[name] > probabilities[best] ? name : best));
+      return { ...face, track: track.number, emotion, score: probabilities[emotion], probabilities };
+    });
+  }
+  return { update };
+}
+// For the browser tests, which check the smoothing without a camera.
+window.ferTracking = { createTracker, overlap, TRACKING };
+
 // A clear sentence for each way an upload can fail.
 function problemText(status, detail) {
   if (status === 413) return `Too large: ${detail}.`;
@@ -82,7 +147,9 @@ function drawBoxes(frame, result) {
     box.style.width = `${(100 * face.box.w) / result.width}%`;
     box.style.height = `${(100 * face.box.h) / result.height}%`;
     box.style.borderColor = colour(face.emotion);
-    const label = element("span", "box-label", `${face.emotion} ${percent(face.score)}`);
+    const track = face.track === undefined ? "" : ` #${face.track}`;
+    if (track) box.dataset.track = face.track;
+    const label = element("span", "box-label", `${face.emotion} ${percent(face.score)}${track}`);
     label.style.background = colour(face.emotion);
     box.append(label);
     frame.append(box);
@@ -91,7 +158,7 @@ function drawBoxes(frame, result) {
 
 function faceDetails(face, number) {
   const block = element("div", "face");
-  const title = element("h3", null, `Face ${number}: `);
+  const title = element("h3", null, face.track === undefined ? `Face ${number}: ` : `Face #${face.track}: `);
   const emotion = element("span", "emotion", face.emotion);
   emotion.style.color = colour(face.emotion);
   title.append(emotion, ` ${percent(face.score)}`);
@@ -143,7 +210,8 @@ function showResult(card, outcome) {
   }
   message.className = "message muted";
   const faces = result.faces.length === 1 ? "1 face" : `${result.faces.length} faces`;
-  message.textContent = `${faces} in ${result.width}x${result.height} pixels, classified in ${result.elapsed_ms} ms.`;
+  message.textContent = `${faces} in ${result.width}x${result.height} pixels, classified in ${result.elapsed_ms} ms` +
+    (result.smoothed ? `; each face's label averaged over about ${TRACKING.timeConstantMs / 1000} s.` : ".");
   const details = element("div", "faces");
   result.faces.forEach((face, index) => details.append(faceDetails(face, index + 1)));
   card.append(details);
@@ -224,14 +292,25 @@ async function snapshot() {
 
 async function liveLoop() {
   let previousUrl = null;
-  while (state.live && state.stream) {
+  // Live switched off and on again while a frame was out starts a new run; the old one ends.
+  state.liveRun += 1;
+  const run = state.liveRun;
+  const tracker = createTracker(); // a new live run numbers its faces from 1 again
+  let frames = 0;
+  while (state.live && state.stream && state.liveRun === run) {
     const started = performance.now();
     if ($("video").videoWidth) {
       const blob = await grabFrame();
       const url = URL.createObjectURL(blob);
       const card = newCard("live", url);
+      frames += 1;
+      card.dataset.frame = frames;
       const outcome = await predict(blob, "live.jpg");
-      if (!state.live) break;
+      if (!state.live || state.liveRun !== run) break;
+      if (outcome.result) {
+        const faces = tracker.update(outcome.result.faces, started); // the time the frame was taken
+        outcome.result = { ...outcome.result, faces, smoothed: true };
+      }
       showResult(card, outcome);
       $("live-result").replaceChildren(card);
       if (previousUrl) URL.revokeObjectURL(previousUrl);
