@@ -1,4 +1,5 @@
-"""`fer evaluate --data` (any model on any labelled data) and `fer calibrate` (temperature scaling)."""
+"""`fer evaluate --data` (any model on any labelled data, read as `fer preprocess` reads it) and
+`fer calibrate` (temperature scaling)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ import torch
 from conftest import (
     LABELS,
     USAGES,
+    committed_params_text,
     good_csv,
     gray_image,
     make_folder,
+    prefixed_folder,
     sample_images,
     write_classes,
     write_untrained_checkpoint,
 )
 from fer.cli import main
-from fer.emotions import FER2013_CLASSES
+from fer.data.arrays import load_split
+from fer.emotions import FER2013_CLASSES, SPLITS
 from fer.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
 from fer.inference.models import load_classifier
 from fer.models.checkpoint import load_checkpoint
@@ -113,3 +117,51 @@ def test_an_ensemble_averages_the_models_probabilities(tmp_path: Path, checkpoin
                 + load_classifier(other).predict_proba(sample_images())) / 2
     assert both["model"] == f"{checkpoint} + {other}"
     assert both["accuracy"] == round(float((averaged.argmax(axis=1) == np.array(LABELS)).mean()), 6)
+
+
+def spelled_folder(root: Path) -> Path:
+    """The Kaggle image-folder layout, with happy/ and angry/ spelled happiness/ and Anger/."""
+    root = prefixed_folder(root)
+    for part in ("train", "test"):
+        (root / part / "happy").rename(root / part / "happiness")
+        (root / part / "angry").rename(root / part / "Anger")
+    return root
+
+
+def test_preprocess_and_evaluate_accept_the_same_folder_spellings(tmp_path: Path, checkpoint: Path) -> None:
+    faces = spelled_folder(tmp_path / "faces")
+    (tmp_path / "params.yaml").write_text(committed_params_text())
+    assert main(["preprocess", "--params", str(tmp_path / "params.yaml"), "--source", str(faces),
+                 "--out", str(tmp_path / "arrays")]) == 0
+    happy, angry = FER2013_CLASSES.index("Happy"), FER2013_CLASSES.index("Angry")
+    for split in SPLITS:
+        labels = load_split(tmp_path / "arrays", split)[1]
+        assert (labels == happy).sum() == (2 if split == "train" else 1) and (labels == angry).sum() >= 1
+
+    everything = evaluate(tmp_path, "--data", str(faces), "--model", str(checkpoint))
+    assert everything["images"] == 4 * len(FER2013_CLASSES)
+    assert everything["per_class"]["Happy"]["support"] == everything["per_class"]["Angry"]["support"] == 4
+    private = evaluate(tmp_path, "--data", str(faces), "--model", str(checkpoint), "--split", "PrivateTest")
+    arrays = load_split(tmp_path / "arrays", "test")
+    predicted = load_classifier(checkpoint).predict_proba(arrays[0]).argmax(axis=1)
+    assert private["images"] == len(arrays[1])  # the same rows preprocess puts in test
+    assert private["accuracy"] == round(float((predicted == arrays[1]).mean()), 6)
+    # one part of it is a folder of class folders
+    assert evaluate(tmp_path, "--data", str(faces / "test"), "--model", str(checkpoint))["images"] == 14
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--split", "test"], "--split applies to a CSV or an image folder with train/ and test/"),
+    (["--ferplus-votes", "votes.csv"], "--ferplus-votes applies to a CSV; a folder's labels are its folder names"),
+])
+def test_options_that_a_folder_of_class_folders_cannot_use(tmp_path: Path, checkpoint: Path, capsys,
+                                                           args: list[str], message: str) -> None:
+    faces = make_folder(tmp_path / "faces", {"happiness/a.png": gray_image(10)})
+    assert main(["evaluate", "--data", str(faces), "--model", str(checkpoint), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_votes_for_a_fer2013_model_are_an_error(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    csv = good_csv(tmp_path)
+    assert main(["evaluate", "--data", str(csv), "--model", str(checkpoint), "--ferplus-votes", "v.csv"]) == 2
+    assert "--ferplus-votes applies only to FER+ labels; these are fer2013's" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Reading FER-2013: the CSV parser's accepted quirks and rejections, and the image-folder reader."""
+"""Reading FER-2013: the CSV parser's accepted quirks and rejections, and the image-folder readers."""
 
 from __future__ import annotations
 
@@ -303,6 +303,24 @@ def test_class_folders_in_any_case(tmp_path: Path) -> None:
     (root / "test").rename(root / "Test")
     data = read_source(root, 0.1, 0)
     assert sorted(data.labels["train"].tolist()) == sorted(list(range(len(FER2013_CLASSES))) * 2)
+
+
+def test_class_folders_in_other_spellings(tmp_path: Path) -> None:
+    """The spellings `fer evaluate --data` accepts (emotions.CLASS_SPELLINGS), in any case."""
+    root = prefixed_folder(tmp_path / "faces")
+    for part, old, new in (("train", "happy", "happiness"), ("test", "happy", "Happiness"), ("train", "angry", "anger"),
+                           ("test", "fear", "afraid"), ("test", "surprise", "SURPRISED")):
+        (root / part / old).rename(root / part / new)
+    data = read_source(root, 0.1, 0)
+    assert sorted(data.labels["train"].tolist()) == sorted(list(range(len(FER2013_CLASSES))) * 2)
+    assert sorted(data.labels["test"].tolist()) == list(range(len(FER2013_CLASSES)))
+
+
+def test_a_folder_of_class_folders_is_not_an_image_folder(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "faces", {"happiness/a.png": gray_image(5), "anger/b.png": gray_image(9)})
+    assert "faces: an image folder holds train/ and test/, each with class folders" in rejection(root)
+    images, labels = reading.read_class_folders(root, FER2013_CLASSES)  # what `fer evaluate --data` reads
+    assert labels.tolist() == [FER2013_CLASSES.index("Angry"), FER2013_CLASSES.index("Happy")]
 
 
 def unprefixed_folder(root: Path, per_class: int = 10) -> Path:

@@ -116,6 +116,10 @@ TRAIN_SCHEMA: dict[str, Any] = {
 TRAIN_DEFAULTS: dict[str, Any] = {"processes": 1, "sync_batchnorm": False, "targets": "majority", "mix": "none",
                                   "mix_alpha": 1.0}
 DATA_DEFAULTS: dict[str, Any] = {"labels": "fer2013", "ferplus_votes": str(SYNTHETIC_VOTES)}
+# The data block where there is no params.yaml (`fer preprocess --source S --out O` outside a project
+# folder; `fer evaluate --data` on an image folder): the committed params.yaml's values, without a
+# votes file (FER+ labels then need --ferplus-votes).
+DATA_CODE_DEFAULTS: dict[str, Any] = {"labels": "fer2013", "valid_fraction": 0.1, "seed": 0}
 
 # Keys that only make sense per model; everything else is inherited from `train:`.
 MODEL_ONLY_SCHEMA: dict[str, Any] = {"dropout": _number(0.0, 0.95),

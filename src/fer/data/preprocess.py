@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from fer.atomic import atomic_dir, atomic_path, write_json
-from fer.data import ferplus
 from fer.data.arrays import CLASSES_FILE, PROBABILITIES_FILE, classes_json
-from fer.data.reading import Dataset, read_source
+from fer.data.labelled import read_dataset
+from fer.data.reading import Dataset
 from fer.emotions import SPLITS
 from fer.errors import FerError
 from fer.layout import DATA_DIR, DATA_METRICS
@@ -47,10 +47,8 @@ def run(params_path: Path = DEFAULT_PARAMS, source: str | None = None, out: Path
     label_set = labels if labels is not None else params["labels"]
     out_dir = Path(out) if out is not None else DATA_DIR
     _check_replaceable(out_dir)
-    data = read_source(Path(source_text), params["valid_fraction"], params["seed"])
-    if label_set == "ferplus":
-        votes = ferplus.read_votes(Path(ferplus_votes if ferplus_votes is not None else params["ferplus_votes"]))
-        data = ferplus.relabel(data, votes, source_text)
+    data = read_dataset(Path(source_text), label_set, ferplus_votes, params.get("ferplus_votes"),
+                        params["valid_fraction"], params["seed"])
     ids = content_ids(_flat_images(data))
     report = data_report(data, source_text, ids, duplicates_csv=str(out_dir / DUPLICATES_NAME), labels=label_set)
     _write(data, label_set, report, duplicate_rows(data, ids), out_dir, None if out is not None else DATA_METRICS)

@@ -1,4 +1,5 @@
-"""Read FER-2013 into split arrays, from the Kaggle CSV (plain or gzip) or the Kaggle image folders.
+"""Read FER-2013 into split arrays, from the Kaggle CSV (plain or gzip) or the Kaggle image folders,
+and labelled faces from a folder of class folders.
 
 The CSV is 301 MB of decimal text, so it is parsed with whole-array numpy operations on blocks of
 about a hundred rows, on worker threads while the main thread decompresses: no Python code runs per
@@ -11,8 +12,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,15 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, PIXELS_PER_IMAGE, SPLIT_TO_USAGE, SPLITS, USAGE_TO_SPLIT
+from fer.emotions import (
+    CLASS_SPELLINGS,
+    FER2013_CLASSES,
+    IMAGE_SIZE,
+    PIXELS_PER_IMAGE,
+    SPLIT_TO_USAGE,
+    SPLITS,
+    USAGE_TO_SPLIT,
+)
 from fer.errors import FerError
 
 
@@ -76,6 +86,9 @@ def read_source(source: Path, valid_fraction: float, seed: int) -> Dataset:
     if not source.exists():
         raise FerError(f"{source}: no such file or folder")
     if source.is_dir():
+        if not holds_split_folders(source) and any(child.is_dir() for child in _visible(source)):
+            raise FerError(f"{source}: an image folder holds train/ and test/, each with class folders (angry/, "
+                           "happy/, ...); this one has no train/ or test/")
         return read_folder(source, valid_fraction, seed)
     if not source.name.lower().endswith((".csv", ".csv.gz")):
         raise FerError(f"{source}: not a .csv, .csv.gz or image folder")
@@ -454,18 +467,35 @@ def _csv_dataset(parts: dict[str, list[_Rows]], path: Path) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 # Image folders
 
-CLASS_FOLDERS = {name.lower(): label for label, name in enumerate(FER2013_CLASSES)}
+SPLIT_FOLDERS = ("train", "test")  # an image folder's parts, in any letter case
 _PREFIX_SPLITS = {usage.lower(): split for usage, split in USAGE_TO_SPLIT.items()}
 
 
-def read_folder(root: Path, valid_fraction: float, seed: int) -> Dataset:
+def class_folder_labels(classes: Sequence[str]) -> dict[str, int]:
+    """Each name a class folder may have, in lower case, and its label (the index into `classes`): any
+    spelling in emotions.CLASS_SPELLINGS (angry/anger, happy/happiness, ...), else the class's name."""
+    return {spelling: label for label, name in enumerate(classes)
+            for spelling in CLASS_SPELLINGS.get(name, (name.lower(),))}
+
+
+def _class_folder_names(classes: Sequence[str]) -> str:
+    return ", ".join(CLASS_SPELLINGS.get(name, (name.lower(),))[0] for name in classes)
+
+
+def holds_split_folders(root: Path) -> bool:
+    """Whether `root` is laid out as the Kaggle image folder, with train/ and test/ (or one of them)."""
+    return any(child.is_dir() and child.name.lower() in SPLIT_FOLDERS for child in _visible(root))
+
+
+def read_folder(root: Path, valid_fraction: float, seed: int, classes: Sequence[str] = FER2013_CLASSES) -> Dataset:
     """Read train/<emotion>/*.jpg and test/<emotion>/*.jpg; a file-name prefix names its split.
 
     Without PublicTest_ names, valid is a stratified, seeded share of train and test is test/.
+    The class folders name `classes`, in any spelling that class_folder_labels accepts.
     """
     files, labels, splits = [], [], []
     for part, folder in _part_folders(root).items():
-        for path, label in _labelled_files(folder):
+        for path, label in _labelled_files(folder, classes):
             files.append(path)
             labels.append(label)
             splits.append(_PREFIX_SPLITS.get(path.name.split("_", 1)[0].lower(), part))
@@ -483,29 +513,31 @@ def read_folder(root: Path, valid_fraction: float, seed: int) -> Dataset:
     sizes = tuple(len(chosen[split]) for split in SPLITS)
     origins = np.array([str(path) for path in files], dtype=object)[order]
     return Dataset(images[order], label_array[order], sizes, converted=converted, valid_from=valid_from,
-                   origins=origins)
+                   origins=origins, classes=tuple(classes))
 
 
 def _part_folders(root: Path) -> dict[str, Path]:
     """train/ and test/ (in any letter case); any other folder would be data silently left out."""
     found = {child.name.lower(): child for child in _visible(root) if child.is_dir()}
     for name, child in found.items():
-        if name not in ("train", "test"):
+        if name not in SPLIT_FOLDERS:
             raise FerError(f"{child}: unexpected folder (an image folder holds just train/ and test/)")
-    for name in ("train", "test"):
+    for name in SPLIT_FOLDERS:
         if name not in found:
             raise FerError(f"{root}: an image folder needs train/ and test/ subfolders; {name}/ is missing")
-    return {"train": found["train"], "test": found["test"]}
+    return {name: found[name] for name in SPLIT_FOLDERS}
 
 
-def _labelled_files(folder: Path) -> Iterator[tuple[Path, int]]:
+def _labelled_files(folder: Path, classes: Sequence[str]) -> Iterator[tuple[Path, int]]:
     """Every image file under folder/<emotion>/, sorted, with its label; hidden files are skipped."""
+    label_of, names = class_folder_labels(classes), _class_folder_names(classes)
     for class_folder in _visible(folder):
         if not class_folder.is_dir():
-            raise FerError(f"{class_folder}: expected only class folders ({', '.join(CLASS_FOLDERS)}) here")
-        label = CLASS_FOLDERS.get(class_folder.name.lower())
+            raise FerError(f"{class_folder}: expected only class folders ({names}) here")
+        label = label_of.get(class_folder.name.lower())
         if label is None:
-            raise FerError(f"{class_folder}: unknown class folder (expected {', '.join(CLASS_FOLDERS)})")
+            raise FerError(f"{class_folder}: unknown class folder (expected {names}, or another spelling such "
+                           "as anger/ or happiness/)")
         for path in _visible(class_folder):
             if not path.is_file():
                 raise FerError(f"{path}: expected only image files in a class folder")
@@ -514,6 +546,35 @@ def _labelled_files(folder: Path) -> Iterator[tuple[Path, int]]:
 
 def _visible(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
+
+
+def read_class_folders(root: Path, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels (indices into `classes`) from root/<class>/..., each class folder read
+    recursively for image files; a folder that names no class is left out, and all such folders are
+    named in one warning. For scoring a model on any labelled faces (`fer evaluate --data`)."""
+    from fer.imaging import IMAGE_SUFFIXES, image_files
+
+    def images_in(folder: Path) -> list[Path]:
+        return [path for path in image_files(folder) if not path.name.startswith(".")]
+
+    label_of = class_folder_labels(classes)
+    chosen, left_out = [], {}
+    for folder in (child for child in _visible(root) if child.is_dir()):
+        label = label_of.get(folder.name.lower())
+        if label is None:
+            left_out[folder.name] = len(images_in(folder))
+        else:
+            chosen.append((folder, label))
+    if left_out:
+        listed = ", ".join(f"{name} ({count} images)" for name, count in left_out.items())
+        print(f"fer: warning: {root}: left out folders that name no emotion of the model: {listed}", file=sys.stderr)
+    if not chosen:
+        raise FerError(f"{root}: no class folders (expected names such as {', '.join(label_of)})")
+    files = [(path, label) for folder, label in chosen for path in images_in(folder)]
+    if not files:
+        raise FerError(f"{root}: the class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images, _ = load_images([path for path, _ in files])
+    return images, np.array([label for _, label in files], np.int64)
 
 
 def load_images(files: list[Path]) -> tuple[np.ndarray, int]:

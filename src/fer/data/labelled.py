@@ -1,0 +1,89 @@
+"""Labelled faces, for `fer preprocess` (split arrays to train on) and `fer evaluate --data` (any
+data to score a model on): one reader for both.
+
+The sources are the Kaggle CSV (plain or gzip) and the Kaggle image folder (train/ and test/, each
+with one folder per class); `fer evaluate --data` also takes a folder of class folders. Class
+folders may use any spelling of emotions.CLASS_SPELLINGS (angry/anger, happy/happiness, ...), and a
+folder's labels are its folder names. The CSV's labels are FER-2013's, or FER+'s majority labels
+from a votes file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fer.data import ferplus
+from fer.data.reading import Dataset, holds_split_folders, read_class_folders, read_csv, read_folder, read_source
+from fer.emotions import LABEL_SETS, SPLITS, USAGE_TO_SPLIT
+from fer.errors import FerError
+from fer.params import DATA_CODE_DEFAULTS
+
+SPLIT_NAMES = {**USAGE_TO_SPLIT, **{split: split for split in SPLITS}}  # PublicTest or valid, ...
+
+
+def label_set_of(classes: Sequence[str]) -> str | None:
+    """The name of the label set with exactly these classes, if any."""
+    return next((name for name, names in LABEL_SETS.items() if tuple(classes) == names), None)
+
+
+def votes_file(labels: str, source: str, given: str | Path | None,
+               configured: str | Path | None = None) -> Path | None:
+    """The FER+ votes file that label set `labels` needs (`given`, else `configured`), or None for
+    FER-2013's labels, which the source carries itself. Giving one to FER-2013's labels is an error."""
+    if labels != "ferplus":
+        if given is not None:
+            raise FerError(f"{source}: --ferplus-votes applies only to FER+ labels; these are {labels}'s")
+        return None
+    votes = given if given is not None else configured
+    if votes is None:
+        raise FerError(f"{source}: FER+ labels are the majority of the FER+ votes: give the FER+ votes file with "
+                       "--ferplus-votes")
+    return Path(votes)
+
+
+def relabelled(data: Dataset, votes: Path | None, source: str) -> Dataset:
+    """`data` as read, or with FER+'s majority labels when there is a votes file."""
+    return data if votes is None else ferplus.relabel(data, ferplus.read_votes(votes), source)
+
+
+def read_dataset(source: Path, labels: str, votes: str | Path | None = None, configured_votes: str | Path | None = None,
+                 valid_fraction: float = DATA_CODE_DEFAULTS["valid_fraction"],
+                 seed: int = DATA_CODE_DEFAULTS["seed"]) -> Dataset:
+    """`fer preprocess`: a CSV or image folder as train, valid and test, with the labels of label set
+    `labels`; FER+'s come from `votes` (--ferplus-votes), else from `configured_votes` (data.ferplus_votes)."""
+    votes_path = votes_file(labels, str(source), votes, configured_votes)
+    return relabelled(read_source(source, valid_fraction, seed), votes_path, str(source))
+
+
+def read_labelled(path: Path, classes: Sequence[str], split: str | None = None,
+                  votes: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`fer evaluate --data`: images and labels (indices into the model's `classes`) from a CSV (all
+    rows or one split, with the labels of the model's label set), an image folder (all of it or one
+    split, as preprocess splits it) or a folder of class folders."""
+    if not path.exists():
+        raise FerError(f"{path}: no such file or folder")
+    if split is not None and split not in SPLIT_NAMES:
+        raise FerError(f"unknown --split '{split}' (known: {', '.join(SPLIT_NAMES)})")
+    if path.is_dir():
+        if votes is not None:
+            raise FerError(f"{path}: --ferplus-votes applies to a CSV; a folder's labels are its folder names")
+        if not holds_split_folders(path):
+            if split is not None:
+                raise FerError(f"{path}: --split applies to a CSV or an image folder with train/ and test/; "
+                               "for a folder of class folders, name the folder of the split")
+            return read_class_folders(path, classes)
+        data = read_folder(path, DATA_CODE_DEFAULTS["valid_fraction"], DATA_CODE_DEFAULTS["seed"], classes)
+    elif not path.name.lower().endswith((".csv", ".csv.gz")):
+        raise FerError(f"{path}: not a .csv, .csv.gz or folder of class folders")
+    else:
+        labels = label_set_of(classes)
+        if labels is None:
+            raise FerError(f"{path}: the model's classes ({', '.join(classes)}) are no label set that a CSV can "
+                           f"supply ({', '.join(LABEL_SETS)}); evaluate it on class folders")
+        data = relabelled(read_csv(path), votes_file(labels, str(path), votes), str(path))
+    if split is None:
+        return data.all_images, data.all_labels
+    return data.images[SPLIT_NAMES[split]], data.labels[SPLIT_NAMES[split]]
