@@ -13,7 +13,6 @@ import torch
 from conftest import (
     LABELS,
     USAGES,
-    committed_params_text,
     good_csv,
     gray_image,
     make_folder,
@@ -128,11 +127,11 @@ def spelled_folder(root: Path) -> Path:
     return root
 
 
-def test_preprocess_and_evaluate_accept_the_same_folder_spellings(tmp_path: Path, checkpoint: Path) -> None:
+def test_preprocess_and_evaluate_accept_the_same_folder_spellings(tmp_path: Path, checkpoint: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     faces = spelled_folder(tmp_path / "faces")
-    (tmp_path / "params.yaml").write_text(committed_params_text())
-    assert main(["preprocess", "--params", str(tmp_path / "params.yaml"), "--source", str(faces),
-                 "--out", str(tmp_path / "arrays")]) == 0
+    monkeypatch.chdir(tmp_path)  # outside a project folder, too
+    assert main(["preprocess", "--source", str(faces), "--out", "arrays"]) == 0
     happy, angry = FER2013_CLASSES.index("Happy"), FER2013_CLASSES.index("Angry")
     for split in SPLITS:
         labels = load_split(tmp_path / "arrays", split)[1]

@@ -52,11 +52,23 @@ def _train(args: argparse.Namespace) -> int:
     return _run_module("train", name=args.model, params_path=args.params)
 
 
+# `fer evaluate`'s options that act in one mode only: with --data (any model on any data), or
+# without it (the pipeline's models). Their defaults are None, so that "given" can be told apart.
+EVALUATE_DATA_ONLY = ("model", "split", "json", "tta", "ferplus_votes")
+EVALUATE_PIPELINE_ONLY = ("models", "params")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    if args.data is not None:
-        return _run_module("evaluate --data", data=args.data, models=args.model, split=args.split,
-                           json_out=args.json, tta=args.tta, ferplus_votes=args.ferplus_votes)
-    return _run_module("evaluate", params_path=args.params, models=args.models)
+    with_data = args.data is not None
+    for name in EVALUATE_PIPELINE_ONLY if with_data else EVALUATE_DATA_ONLY:
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise FerError(f"{flag} has no effect with --data" if with_data else f"{flag} applies only with --data")
+    if with_data:
+        return _run_module("evaluate --data", data=args.data, models=args.model or [SHIPPED_MODELS[0]],
+                           split=args.split, json_out=args.json, tta=args.tta or TTA_MODES[0],
+                           ferplus_votes=args.ferplus_votes)
+    return _run_module("evaluate", params_path=args.params or DEFAULT_PARAMS, models=args.models or list(MODEL_NAMES))
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -97,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, help="CSV to write (default: data/synthetic/fer2013.csv)")
     synth.add_argument("--grid", type=Path, help="also save a PNG grid of samples per class")
 
-    pre = command("preprocess", _preprocess, "turn a FER-2013 CSV or image folder into split .npy arrays")
+    pre = command("preprocess", _preprocess, "turn a FER-2013 CSV or image folder into split .npy arrays",
+                  params=False)
+    pre.add_argument("--params", type=Path, help="parameters file (default: params.yaml; outside a project folder, "
+                     "with --source and --out, none is needed)")
     pre.add_argument("--source", help="CSV, CSV.GZ or image folder (overrides data.source)")
     pre.add_argument("--out", type=Path, help="output folder; the data report goes there too")
     pre.add_argument("--labels", choices=LABELS, help="label set (overrides data.labels)")
@@ -107,17 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", choices=MODEL_NAMES)
 
     evaluate = command("evaluate", _evaluate, "score each best.pt on valid and test, write metrics and plots; "
-                       "with --data, score one model on any labelled data")
-    evaluate.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
-                          help="the pipeline's models to score (without --data)")
+                       "with --data, score one model on any labelled data", params=False)
+    evaluate.add_argument("--params", type=Path, help="without --data: parameters file (default: params.yaml)")
+    evaluate.add_argument("--models", nargs="+", choices=MODEL_NAMES,
+                          help=f"without --data: the pipeline's models to score (default: {' '.join(MODEL_NAMES)})")
     evaluate.add_argument("--data", type=Path, metavar="PATH",
-                          help="a FER-2013 CSV (.csv or .csv.gz) or a folder of class folders (angry/, happy/, ...)")
-    evaluate.add_argument("--model", nargs="+", default=[SHIPPED_MODELS[0]], metavar="M",
-                          help=f"with --data: a shipped model ({', '.join(SHIPPED_MODELS)}), checkpoint or .onnx; "
-                          "several make an ensemble that averages their probabilities")
-    evaluate.add_argument("--split", help="with a CSV: only the rows of this split (PrivateTest, PublicTest, ...)")
+                          help="a FER-2013 CSV (.csv or .csv.gz), an image folder (train/ and test/) or a folder of "
+                          "class folders (angry/ or anger/, happy/ or happiness/, ...)")
+    evaluate.add_argument("--model", nargs="+", metavar="M",
+                          help=f"with --data: a shipped model ({', '.join(SHIPPED_MODELS)}; default: "
+                          f"{SHIPPED_MODELS[0]}), checkpoint or .onnx; several make an ensemble that averages their "
+                          "probabilities")
+    evaluate.add_argument("--split", help="with --data CSV or image folder: only the rows of this split "
+                          "(PrivateTest, PublicTest, ...)")
     evaluate.add_argument("--json", metavar="FILE", help="with --data: also write the results as JSON")
-    evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="with --data: test-time augmentation")
+    evaluate.add_argument("--tta", choices=TTA_MODES,
+                          help=f"with --data: test-time augmentation (default: {TTA_MODES[0]})")
     evaluate.add_argument("--ferplus-votes", metavar="CSV", help="with --data CSV and a FER+ model: the FER+ votes "
                           "file, whose majority labels are scored")
 

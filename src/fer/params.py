@@ -193,6 +193,20 @@ def stage_params(block: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any
     return values
 
 
+def data_params(path: str | Path | None, flags_complete: bool, needed_flags: str) -> dict[str, Any]:
+    """The checked data block of `path`, or of params.yaml when no path is given. Where there is no
+    params.yaml (outside a project folder), DATA_CODE_DEFAULTS if the command's flags name everything
+    else it needs (`flags_complete`), else an error that names those flags."""
+    if path is None:
+        if not DEFAULT_PARAMS.is_file():
+            if flags_complete:
+                return dict(DATA_CODE_DEFAULTS)
+            raise FerError(f"{DEFAULT_PARAMS}: parameters file does not exist (outside a project folder, "
+                           f"give {needed_flags})")
+        path = DEFAULT_PARAMS
+    return stage_params("data", path)
+
+
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """A copy of `base` with `override` laid over it, nested blocks merged key by key."""
     merged = copy.deepcopy(base)

@@ -24,7 +24,7 @@ from fer.data.reading import Dataset
 from fer.emotions import SPLITS
 from fer.errors import FerError
 from fer.layout import DATA_DIR, DATA_METRICS
-from fer.params import DEFAULT_PARAMS, stage_params
+from fer.params import data_params
 
 REPORT_NAME = "data.json"  # the full report, inside the output folder
 DUPLICATES_NAME = "duplicates.csv"  # every copy of every repeated image, beside the arrays
@@ -38,11 +38,15 @@ OUTPUT_FILES = (*(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images
 _MIXERS = np.random.default_rng(2013).integers(0, 2**63, size=288, dtype=np.uint64) * 2 + 1
 
 
-def run(params_path: Path = DEFAULT_PARAMS, source: str | None = None, out: Path | None = None,
+def run(params_path: Path | None = None, source: str | None = None, out: Path | None = None,
         labels: str | None = None, ferplus_votes: str | None = None) -> None:
     """Read data.source (or `source`) with data.labels (or `labels`), write the arrays (see
-    fer.data.arrays), duplicates.csv and the report."""
-    params = stage_params("data", params_path)
+    fer.data.arrays), duplicates.csv and the report.
+
+    The data block comes from `params_path`, else params.yaml; outside a project folder, where there
+    is none, `source` and `out` are enough and the rest takes the code's defaults."""
+    params = data_params(params_path, flags_complete=source is not None and out is not None,
+                         needed_flags="--source and --out")
     source_text = source if source is not None else params["source"]
     label_set = labels if labels is not None else params["labels"]
     out_dir = Path(out) if out is not None else DATA_DIR
