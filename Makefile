@@ -27,8 +27,10 @@ demo: $(STAMP)
 	mv .params.yaml.before-demo params.yaml; exit $$status
 	$(BIN)/dvc metrics show metrics/basic_train.json metrics/vgg_train.json
 
+# ruff over the Python; actionlint over .github/workflows (the CI for forks, docs/ci.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/actionlint
 
 # pytest exits 5 when it collects nothing; that is a failure here, not a pass.
 test: lint
