@@ -14,7 +14,7 @@ MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")  # architectures
 # Trained models that ship inside the package (src/fer/pretrained/<name>.pt); the first is the default.
 SHIPPED_MODELS: tuple[str, ...] = ("fer2013", "ferplus")
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
-DETECTORS: tuple[str, ...] = ("haar", "none")  # face detectors; the first is the default
+DETECTORS: tuple[str, ...] = ("hog", "haar", "none")  # face detectors; the first is the default
 # Video: how long each face track's probabilities are averaged over, by default (`fer predict --smooth`).
 SMOOTH_SECONDS = 0.5
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")

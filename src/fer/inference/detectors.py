@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -38,13 +38,67 @@ MIN_FACE_SIDE = 30  # in photo pixels; never below the cascade's own window in t
 # are lopsided: a slightly loose crop is what training's pad-and-crop augmentation shows the
 # model anyway, while a tight one cuts off the brows and chin, which carry the expression.
 FACE_MARGIN = 0.10
+# Two detections of one face: boxes that overlap by more than this IoU, or one of which lies mostly
+# inside the other (the smaller one being a part of the face, an eye or a mouth, that also fired).
+OVERLAP_IOU = 0.3
+INSIDE_SHARE = 0.5
+
+# dlib's HOG detector (hog, the default) finds faces and nothing else in our photos, where Haar puts
+# boxes on ties. Its five templates cover frontal faces, turned a little or tilted either way (not
+# profiles), and its smallest face is its 80-pixel window. Its cost grows with the pixels it
+# searches, so it searches a copy scaled by HOG_SCALE whose longer side is brought within
+# HOG_SIDES. Measured by benchmarks/detectors.py (CPU ms of one core; the 140 FER-2013 sample
+# faces pasted into 640x480 scenes, found per face side):
+#   search scale on 640x480:    0.7    0.8    0.9    1.0    1.15   1.33
+#   detect, CPU ms:              11     14     17     21     27     34
+#   found of 140, 60 px face:     0      0      3     13     50     81
+#                 80 px face:     6     26     59     83     93     99
+#                100 px face:    53     85     91     94    103     97
+# Decoding the JPEG and classifying one face add about 6 ms, and a photo must stay within 20 ms, so
+# a 640x480 photo is searched at 0.8 (512 pixels): faces from about 100 pixels are found. Finding
+# 60-pixel faces would take 1.33 (41 ms a photo). Smaller images are enlarged to 512 pixels (a face
+# of 1/6 of the longer side is found at any size); photos over 1600 pixels are searched at 1280, where
+# faces under 1/16 of the longer side are lost (a 12-megapixel photo: 94 ms, after 62 ms to decode).
+HOG_SCALE = 0.8
+HOG_SIDES = (512, 1280)
+# The crop around a HOG box. With the 140 sample faces upscaled to 160-240 pixels and pasted into
+# 640x480 scenes, the FER frame side / HOG box side has median 1.18 (quartiles 1.05 and 1.31; Haar's,
+# measured alike: 1.05, quartiles 0.99 and 1.13), and the HOG box sits low on the face: its centre is
+# 0.076 frame sides below the frame's (quartiles 0.046 and 0.116; Haar's: 0.003). So the crop is the
+# FER frame that the median predicts, widened by FACE_MARGIN as Haar's is (1.18 x 1.10 = 1.29 box
+# sides), and moved up by 0.076 / 1.10 = 0.07 of its side.
+HOG_MARGIN = 0.29
+HOG_SHIFT = -0.07
 
 
-def framed_box(box: Box, margin: float = FACE_MARGIN) -> Box:
-    """A detection widened by `margin` around its centre, as a square; it may leave the image."""
+def framed_box(box: Box, margin: float = FACE_MARGIN, shift: float = 0.0) -> Box:
+    """A detection widened by `margin` around its centre, as a square, whose centre then moves down by
+    `shift` times its side (up when negative); it may leave the image."""
     x, y, width, height = box
     side = round(max(width, height) * (1 + margin))
-    return round(x + width / 2 - side / 2), round(y + height / 2 - side / 2), side, side
+    return round(x + width / 2 - side / 2), round(y + height / 2 - side / 2 + shift * side), side, side
+
+
+def overlap(a: Box, b: Box) -> tuple[float, float]:
+    """(intersection over union, intersection over the smaller box's area) of two boxes."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(width, 0) * max(height, 0)
+    areas = a[2] * a[3], b[2] * b[3]
+    return inter / max(sum(areas) - inter, 1), inter / max(min(areas), 1)
+
+
+def suppress_overlaps(boxes: Sequence[Box], scores: Sequence[float] | None = None) -> list[Box]:
+    """Non-maximum suppression: one box per face, sorted left to right (a stable order). Boxes are
+    kept strongest first (largest first without scores: a smaller box on a face is usually a part of
+    it, an eye or a mouth); a box goes when it overlaps a kept one by IoU over OVERLAP_IOU or lies
+    mostly (INSIDE_SHARE of its area) inside it."""
+    keys = scores if scores is not None else [width * height for _, _, width, height in boxes]
+    kept: list[Box] = []
+    for box in (box for _, box in sorted(zip(keys, boxes), key=lambda pair: -pair[0])):
+        if all(iou <= OVERLAP_IOU and inside <= INSIDE_SHARE for iou, inside in (overlap(box, k) for k in kept)):
+            kept.append(box)
+    return sorted(kept)
 
 
 def clip_box(box: Box, image_width: int, image_height: int) -> Box:
@@ -63,9 +117,11 @@ def detection_scale(shape: tuple[int, ...], scale: float = DETECT_SCALE, sides: 
 
 
 def haar_detector(scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_SIDES,
-                  scale_step: float = SCALE_STEP, min_neighbours: int = MIN_NEIGHBOURS) -> Detector:
+                  scale_step: float = SCALE_STEP, min_neighbours: int = MIN_NEIGHBOURS,
+                  margin: float = FACE_MARGIN) -> Detector:
     """OpenCV's frontal-face cascade, shipped inside the opencv-python wheel. The arguments exist for
-    benchmarks/serve.py, which times the full-size search used before (1.0, (1, 1600), 1.1, 5)."""
+    benchmarks/serve.py, which times the full-size search used before (1.0, (1, 1600), 1.1, 5), and
+    benchmarks/detectors.py (margin 0: the cascade's own boxes)."""
     path = Path(cv2.data.haarcascades) / HAAR_CASCADE
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
@@ -73,13 +129,50 @@ def haar_detector(scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_S
     window = max(cascade.getOriginalWindowSize())
 
     def detect(gray: np.ndarray) -> list[Box]:
-        factor = detection_scale(gray.shape, scale, sides)
+        factor = detection_scale(gray.shape, scale, sides) if gray.size else 0.0
+        if min(gray.shape[:2]) * factor < window:
+            return []  # no face fits (and a copy of a one-pixel-wide image would have no pixels)
         small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         min_side = max(round(MIN_FACE_SIDE * factor), window)
         found = cascade.detectMultiScale(small, scaleFactor=scale_step, minNeighbors=min_neighbours,
                                          minSize=(min_side, min_side))
-        boxes = sorted(tuple(round(float(value) / factor) for value in box) for box in found)
-        return [framed_box(box) for box in boxes]  # sorted left to right, so the order is stable
+        boxes = [tuple(round(float(value) / factor) for value in box) for box in found]
+        return [framed_box(box, margin) for box in suppress_overlaps(boxes)]
+
+    return detect
+
+
+def search_factor(shape: tuple[int, ...], scale: float, sides: tuple[int, int]) -> float:
+    """The factor from the image to the copy that HOG searches: `scale`, then the copy's longer side
+    brought within `sides`, enlarging small images as well as shrinking big ones."""
+    longer = max(shape[:2])
+    return min(max(longer * scale, sides[0]), sides[1]) / longer
+
+
+def hog_detector(scale: float = HOG_SCALE, sides: tuple[int, int] = HOG_SIDES, upsample: int = 0,
+                 margin: float = HOG_MARGIN, shift: float = HOG_SHIFT) -> Detector:
+    """dlib's HOG frontal-face detector, whose model ships inside the dlib-bin wheel. The arguments
+    exist for benchmarks/detectors.py (margin 0 and shift 0 give its raw, unframed boxes)."""
+    try:
+        import dlib  # imported here: 25 ms that `fer --help` and the other detectors need not pay
+    except ImportError as error:
+        raise FerError(f"the hog face detector needs dlib ({error}): pip install dlib-bin==20.0.1.post1, "
+                       "or use --detector haar") from None
+    hog = dlib.get_frontal_face_detector()
+    window = max(hog.detection_window_width, hog.detection_window_height)
+
+    def detect(gray: np.ndarray) -> list[Box]:
+        factor = search_factor(gray.shape, scale, sides) if gray.size else 0.0
+        height, width = gray.shape[:2]
+        if min(height, width) * factor < window:
+            return []  # no face fits the detector's window
+        size = (round(width * factor), round(height * factor))
+        copy = gray if factor == 1.0 else cv2.resize(
+            gray, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        rects, scores, _ = hog.run(np.ascontiguousarray(copy), upsample, 0.0)
+        boxes = [(round(r.left() / factor), round(r.top() / factor), round(r.width() / factor),
+                  round(r.height() / factor)) for r in rects]
+        return [framed_box(box, margin, shift) for box in suppress_overlaps(boxes, scores)]
 
     return detect
 
@@ -90,8 +183,9 @@ def whole_image(gray: np.ndarray) -> list[Box]:
     return [(0, 0, width, height)]
 
 
-# In DETECTORS order: haar, none.
-_BUILDERS: dict[str, Callable[[], Detector]] = dict(zip(DETECTORS, (haar_detector, lambda: whole_image), strict=True))
+# In DETECTORS order: hog, haar, none.
+_BUILDERS: dict[str, Callable[[], Detector]] = dict(
+    zip(DETECTORS, (hog_detector, haar_detector, lambda: whole_image), strict=True))
 
 
 def make_detector(name: str) -> Detector:

@@ -1,0 +1,107 @@
+"""Face detectors: the default finds the faces in real photos and nothing else, duplicates are
+suppressed, Haar stays selectable, and tiny or thin images give no faces rather than an error."""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA, requires_shared_data
+from fer.choices import DETECTORS
+from fer.errors import FerError
+from fer.inference.detectors import Box, hog_detector, make_detector, overlap, suppress_overlaps
+from fer.inference.faces import find_faces
+
+PHOTOS = SHARED_DATA / "photos"
+SAMPLE = SHARED_DATA / "fer2013-images-sample"
+# Face centres (x, y) and sides in the photos' own pixels, read off them by hand.
+FACES = {
+    "portrait.jpg": [(485, 262, 280)],
+    "two_people.jpg": [(318, 122, 170), (875, 150, 190)],
+}
+
+
+def read_gray(name: str) -> np.ndarray:
+    return cv2.imread(str(PHOTOS / name), cv2.IMREAD_GRAYSCALE)
+
+
+def centre(box: Box) -> tuple[float, float]:
+    return box[0] + box[2] / 2, box[1] + box[3] / 2
+
+
+def smooth_image(height: int, width: int, seed: int) -> np.ndarray:
+    """A gradient plus noise: a plausible photo background that holds no face."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    base = 60 + 100 * cols / width + 40 * rows / height
+    return np.clip(base + rng.normal(0, 6, (height, width)), 0, 255).astype(np.uint8)
+
+
+def test_hog_is_the_default_and_haar_stays_selectable():
+    assert DETECTORS[0] == "hog" and {"haar", "none"} <= set(DETECTORS)
+    assert make_detector("haar")(smooth_image(480, 640, seed=0)) == []
+    with pytest.raises(FerError, match="unknown face detector 'dnn'"):
+        make_detector("dnn")
+
+
+@requires_shared_data
+@pytest.mark.parametrize("name", sorted(FACES))
+def test_default_detector_finds_each_face_in_real_photos_and_nothing_else(name):
+    boxes = make_detector(DETECTORS[0])(read_gray(name))
+    assert len(boxes) == len(FACES[name]), boxes
+    for (x, y, side), box in zip(FACES[name], sorted(boxes)):  # faces listed left to right
+        box_x, box_y = centre(box)
+        assert abs(box_x - x) < side / 4 and abs(box_y - y) < side / 4, (name, box)
+        assert 0.8 * side < box[2] < 1.6 * side, (name, box)  # the crop holds the whole face
+
+
+@requires_shared_data
+def test_haar_still_finds_the_portrait_face():
+    boxes = make_detector("haar")(read_gray("portrait.jpg"))
+    (x, y, side), = FACES["portrait.jpg"]
+    assert any(abs(centre(box)[0] - x) < side / 4 and abs(centre(box)[1] - y) < side / 4 for box in boxes), boxes
+
+
+@requires_shared_data
+def test_default_detector_frames_pasted_faces_like_fer2013():
+    """Sample faces pasted at 180 pixels: each crop is centred on its FER frame and a little wider
+    (by 1.10 at the median; one HOG box can be a pyramid step, 1.2x, off the median)."""
+    spots = [(40, 30), (400, 40), (60, 270), (420, 280)]  # x, y
+    paths = sorted((SAMPLE / "train" / "happy").glob("*.jpg"))
+    scene, side = smooth_image(480, 640, seed=1), 180
+    for path, (x, y) in zip(paths, spots):
+        face = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        scene[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    detector = make_detector(DETECTORS[0])
+    boxes = detector(scene)
+    assert 3 <= len(boxes) <= 4, boxes  # a sample face may be turned too far for a frontal detector
+    for box in boxes:
+        x, y = next((x, y) for x, y in spots if overlap(box, (x, y, side, side))[0] > 0.3)
+        assert abs(centre(box)[0] - x - side / 2) < 0.1 * side and abs(centre(box)[1] - y - side / 2) < 0.1 * side
+        assert 0.9 * side < box[2] < 1.5 * side, (box, x, y)
+    assert [crop.shape for _, crop in find_faces(scene, detector)] == [(48, 48)] * len(boxes)
+
+
+def test_overlapping_boxes_become_one():
+    assert suppress_overlaps([(100, 100, 50, 50), (110, 105, 50, 50)], scores=[0.5, 1.5]) == [(110, 105, 50, 50)]
+    # Without scores the larger box stays: a small one inside it is a part of the face.
+    assert suppress_overlaps([(120, 120, 20, 20), (100, 100, 80, 80)]) == [(100, 100, 80, 80)]
+    assert suppress_overlaps([(300, 0, 40, 40), (0, 0, 40, 40), (35, 0, 40, 40)]) == [
+        (0, 0, 40, 40), (35, 0, 40, 40), (300, 0, 40, 40)]  # apart or barely touching: all kept, left to right
+    assert suppress_overlaps([]) == []
+
+
+@pytest.mark.parametrize("name", ["hog", "haar"])
+@pytest.mark.parametrize("shape", [(1, 1), (20, 30), (60, 60), (1, 1000), (1000, 1)])
+def test_images_smaller_than_a_face_give_no_faces(name, shape):
+    assert make_detector(name)(smooth_image(*shape, seed=2)) == []
+
+
+def test_hog_without_dlib_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # makes `import dlib` fail
+    with pytest.raises(FerError, match="needs dlib") as error:
+        hog_detector()
+    assert "\n" not in str(error.value)
