@@ -354,3 +354,21 @@ def test_the_command_serves_with_two_worker_processes(checkpoint, photo):
     output = server.process.stdout.read()
     assert server.process.returncode == 0 and "Traceback" not in output, output
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a worker outlived the server"
+
+
+@pytest.mark.slow
+def test_workers_that_cannot_start_stop_the_server_with_one_line_each(tmp_path):
+    """The model deleted once the parent has loaded it (its line printed) and before the workers
+    load it (they import torch first): each worker says why in one line, and the server stops with
+    status 2 instead of starting them again and again."""
+    model = write_untrained_checkpoint(tmp_path / "going.pt")
+    server = Server(model, "--workers", "2")
+    model.unlink()
+    try:
+        output, _ = server.process.communicate(timeout=STARTUP_S)
+    finally:
+        server.stop()
+    assert server.process.returncode == 2, output
+    assert output.count("no such model file") == 2 and "Traceback" not in output, output
+    assert output.rstrip().endswith("fer: error: a worker process could not start (its error is above); "
+                                    "the server stopped"), output

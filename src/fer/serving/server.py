@@ -259,8 +259,11 @@ def _check_options(port: int, max_upload_mb: float, workers: int) -> int:
 WORKER_SETTINGS_VARIABLE = "FER_SERVE_WORKER_SETTINGS"
 WORKER_APP = "fer.serving.server:worker_app"
 # How long the parent waits for a worker's answer to a health check before replacing it (uvicorn's
-# default is 5 s); generous, because a model loading on a machine busy with training is slow.
-WORKER_HEALTHCHECK_S = 60
+# default is 5 s). A worker answers from a thread while its main thread imports torch and loads the
+# model; the longest it then went without the GIL was 0.4 s (load average 3), so 10 s leaves room
+# for a machine busy with training. It is also how long the parent takes to notice a worker that
+# exited at start-up (its ping waits for the answer), hence not more.
+WORKER_HEALTHCHECK_S = 10
 
 
 @dataclass(frozen=True)
