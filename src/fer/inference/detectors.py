@@ -50,15 +50,16 @@ INSIDE_SHARE = 0.5
 # HOG_SIDES. Measured by benchmarks/detectors.py (CPU ms of one core; the 140 FER-2013 sample
 # faces pasted into 640x480 scenes, found per face side):
 #   search scale on 640x480:    0.7    0.8    0.9    1.0    1.15   1.33
-#   detect, CPU ms:              11     14     17     21     27     34
-#   found of 140, 60 px face:     0      0      3     13     50     81
-#                 80 px face:     6     26     59     83     93     99
+#   detect, CPU ms:              11     14     17     21     26     34
+#   found of 140, 60 px face:     0      0      6     15     47     85
+#                 80 px face:    10     31     60     88     93     95
 #                100 px face:    53     85     91     94    103     97
-# Decoding the JPEG and classifying one face add about 6 ms, and a photo must stay within 20 ms, so
-# a 640x480 photo is searched at 0.8 (512 pixels): faces from about 100 pixels are found. Finding
-# 60-pixel faces would take 1.33 (41 ms a photo). Smaller images are enlarged to 512 pixels (a face
-# of 1/6 of the longer side is found at any size); photos over 1600 pixels are searched at 1280, where
-# faces under 1/16 of the longer side are lost (a 12-megapixel photo: 94 ms, after 62 ms to decode).
+# Decoding the JPEG and classifying one face add about 6 ms (a photo at 0.8: 19.8 ms median), and a
+# photo must stay within 20 ms, so a 640x480 photo is searched at 0.8 (512 pixels): faces from about
+# 100 pixels are found. Finding 60-pixel faces would take 1.33 (about 40 ms a photo). Smaller images
+# are enlarged to 512 pixels (a face of 1/6 of the longer side is found at any size); photos over 1600
+# pixels are searched at 1280, where faces under 1/16 of the longer side are lost (a 12-megapixel
+# photo: 94 ms, after 62 ms to decode).
 HOG_SCALE = 0.8
 HOG_SIDES = (512, 1280)
 # The crop around a HOG box. With the 140 sample faces upscaled to 160-240 pixels and pasted into
@@ -66,7 +67,8 @@ HOG_SIDES = (512, 1280)
 # measured alike: 1.05, quartiles 0.99 and 1.13), and the HOG box sits low on the face: its centre is
 # 0.076 frame sides below the frame's (quartiles 0.046 and 0.116; Haar's: 0.003). So the crop is the
 # FER frame that the median predicts, widened by FACE_MARGIN as Haar's is (1.18 x 1.10 = 1.29 box
-# sides), and moved up by 0.076 / 1.10 = 0.07 of its side.
+# sides), and moved up by 0.076 / 1.10 = 0.07 of its side. Measured alike, the crops then have FER
+# frame side / crop side median 0.91 (quartiles 0.81 and 1.02; Haar's 0.96), centred within 0.002.
 HOG_MARGIN = 0.29
 HOG_SHIFT = -0.07
 
