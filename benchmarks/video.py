@@ -33,12 +33,13 @@ FPS = 30.0
 
 def _window(photo: np.ndarray, progress: float) -> np.ndarray:
     """The camera's view at `progress` (0 to 1) of its move over one photo: from the whole photo
-    (as wide as fits at 16:9) zooming in to 70% while panning from left to right."""
+    (as wide as fits at 16:9) zooming in to 80% while panning over the middle half of the room left,
+    so that every face stays in view."""
     height, width = photo.shape[:2]
     full_width = min(width, height * SIZE[0] / SIZE[1])
-    view_width = full_width * (1 - 0.3 * progress)
+    view_width = full_width * (1 - 0.2 * progress)
     view_height = view_width * SIZE[1] / SIZE[0]
-    left = (width - view_width) * progress
+    left = (width - view_width) * (0.25 + 0.5 * progress)
     top = (height - view_height) * 0.1  # faces sit in the upper part of these photos
     matrix = np.array([[view_width / SIZE[0], 0, left], [0, view_height / SIZE[1], top]])
     return cv2.warpAffine(photo, matrix, SIZE, flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP,
