@@ -165,7 +165,9 @@ def test_json_schema_and_table(checkpoint, tmp_path, capfd):
     write(tmp_path / "empty.jpg", smooth_image(120, 160, seed=1))
     code, result, _ = predict_json([tmp_path / "face.png", tmp_path / "empty.jpg"], checkpoint, capfd=capfd)
     assert code == 0
-    assert set(result) == {"model", "detector", "tta", "emotions", "images", "failed", "summary"}
+    assert set(result) == {"model", "detector", "tta", "emotions", "images", "videos", "video_options", "failed",
+                           "summary"}
+    assert result["videos"] == [] and result["summary"]["videos"] == 0
     assert result["emotions"] == list(FER2013_CLASSES) and result["detector"] == DETECTORS[0]
     assert result["images"][1] == {"path": str(tmp_path / "empty.jpg"), "width": 160, "height": 120, "faces": []}
 

@@ -54,13 +54,15 @@ INSIDE_SHARE = 0.5
 #   found of 140, 60 px face:     0      0      6     15     47     85
 #                 80 px face:    10     31     60     88     93     95
 #                100 px face:    53     85     91     94    103     97
-# Decoding the JPEG and classifying one face add about 6 ms (a photo at 0.8: 19.8 ms median), and a
-# photo must stay within 20 ms, so a 640x480 photo is searched at 0.8 (512 pixels): faces from about
-# 100 pixels are found. Finding 60-pixel faces would take 1.33 (about 40 ms a photo). Smaller images
-# are enlarged to 512 pixels (a face of 1/6 of the longer side is found at any size); photos over 1600
-# pixels are searched at 1280, where faces under 1/16 of the longer side are lost (a 12-megapixel
-# photo: 94 ms, after 62 ms to decode).
-HOG_SCALE = 0.8
+# The search scale sets the smallest face found: 80 / scale pixels. Small faces matter (group photos,
+# a room filmed from its corner), so a 640x480 photo is searched at 1.33 (851 pixels): faces from
+# about 60 pixels are found, at 34 ms of detection (a photo, decoded and classified, takes about
+# 40 ms, against 20 at 0.8, which finds faces from about 100 pixels; see benchmarks/README.md).
+# Smaller images are enlarged to 512 pixels; large ones are searched at most at 1280, where faces
+# under 1/16 of the longer side are lost (a 12-megapixel photo: about 94 ms, after 62 to decode).
+HOG_MIN_FACE = 60
+HOG_WINDOW = 80  # dlib's frontal-face window, in pixels of the searched copy
+HOG_SCALE = HOG_WINDOW / HOG_MIN_FACE
 HOG_SIDES = (512, 1280)
 # The crop around a HOG box. With the 140 sample faces upscaled to 160-240 pixels and pasted into
 # 640x480 scenes, the FER frame side / HOG box side has median 1.18 (quartiles 1.05 and 1.31; Haar's,

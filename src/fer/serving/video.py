@@ -20,6 +20,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from fer.atomic import atomic_path
@@ -191,12 +192,27 @@ def _library_logs_off() -> Iterator[None]:
         cv2.utils.logging.setLogLevel(level)
 
 
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """A frame's one or two faces are too small a batch to share out: a second torch thread only
+    waits for the first (and spins for a core the decoder thread needs). On 2 busy cores, 640x360
+    frames went at 4 frames/s with torch's 2 threads against 30 with one (benchmarks/video.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def analyse_video(path: Path, classifier: Classifier, detector: Detector, options: VideoOptions,
                   csv_rows: CsvRows | None = None, annotated: Path | None = None) -> VideoResult:
     """Read, analyse and (with `annotated`) draw every frame; raises BadVideo when none can be read."""
     with _library_logs_off():
         stream = _open(path)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_one_torch_thread())
+        stack.callback(stream.capture.release)
         if annotated is None:
             return _analyse(path, stream, classifier, detector, options, csv_rows, None)
         with atomic_path(annotated, suffix=ANNOTATED_SUFFIX) as tmp:
@@ -205,8 +221,6 @@ def analyse_video(path: Path, classifier: Classifier, detector: Detector, option
                 return _analyse(path, stream, classifier, detector, options, csv_rows, annotator)
             finally:
                 annotator.close()  # before the rename, so the file is complete
-    finally:
-        stream.capture.release()
 
 
 def _analyse(path: Path, stream: _Stream, classifier: Classifier, detector: Detector, options: VideoOptions,
