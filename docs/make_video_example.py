@@ -1,4 +1,4 @@
-"""Build docs/video-frame.png and docs/video-timeline.png: `fer predict` on the clip that
+"""Build docs/video-frame.jpg and docs/video-timeline.png: `fer predict` on the clip that
 benchmarks/video.py makes from the public-domain photos in ../shared/data/photos.
 
     python docs/make_video_example.py
@@ -26,6 +26,6 @@ with tempfile.TemporaryDirectory() as scratch:
     capture.set(cv2.CAP_PROP_POS_FRAMES, frames * 3 // 4)  # in the two-person part
     ok, frame = capture.read()
     assert ok, "cannot read the annotated clip back"
-    cv2.imwrite(str(DOCS / "video-frame.png"), frame)
+    cv2.imwrite(str(DOCS / "video-frame.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
     (DOCS / "video-timeline.png").write_bytes((work / "plots" / "clip.png").read_bytes())
 sys.exit(status)
