@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer.inference.detectors import Box
+from fer.inference.detectors import Box, overlap
 
 # Boxes of one face in consecutive analysed frames overlap well above this; neighbouring faces
 # (side by side in a group photo) overlap well below it.
@@ -20,15 +20,6 @@ MIN_OVERLAP = 0.3
 # A face unseen for this long (a turned head, a passer-by in front) ends its track; when it comes
 # back it starts a new one.
 MAX_GAP_SECONDS = 1.0
-
-
-def overlap(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    left, top = max(a[0], b[0]), max(a[1], b[1])
-    right, bottom = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, right - left) * max(0, bottom - top)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -62,7 +53,7 @@ class Tracker:
     def assign(self, boxes: list[Box], time: float) -> list[Track]:
         """The track of each box at `time`: the best-overlapping live track, greedily, else a new one."""
         self.tracks = [track for track in self.tracks if time - track.last_seen <= self.max_gap]
-        pairs = sorted(((overlap(box, track.box), i, j) for i, box in enumerate(boxes)
+        pairs = sorted(((overlap(box, track.box)[0], i, j) for i, box in enumerate(boxes)
                         for j, track in enumerate(self.tracks)), reverse=True)
         matched: dict[int, Track] = {}
         taken: set[int] = set()
