@@ -22,7 +22,7 @@ from fer.emotions import FER2013_CLASSES
 from fer.inference.faces import Face
 from fer.inference.tracking import Tracker
 from fer.serving.results import CSV_COLUMNS, CsvRows
-from fer.serving.video import VIDEO_SUFFIXES  # imported before any video is opened: it quiets FFmpeg's log
+from fer.serving.video import VIDEO_SUFFIXES, _frames  # imported before any video is opened: it quiets FFmpeg's log
 
 FPS = 10.0
 FRAMES = 24
@@ -53,7 +53,7 @@ def frame_count(path: Path) -> int:
     return count
 
 
-def predict(tmp_path: Path, model: Path, *args: str) -> int:
+def predict(model: Path, *args: str) -> int:
     return main(["predict", *args, "--model", str(model), "--detector", "none", "--quiet"])
 
 
@@ -62,7 +62,7 @@ def test_csv_json_annotate_and_plot_for_a_video_and_an_image(checkpoint, tmp_pat
     image = tmp_path / "still.png"
     cv2.imwrite(str(image), np.full((60, 60), 128, np.uint8))
     out = tmp_path / "out"
-    code = predict(tmp_path, checkpoint, str(clip), str(image), "--csv", str(out / "faces.csv"),
+    code = predict(checkpoint, str(clip), str(image), "--csv", str(out / "faces.csv"),
                    "--json", str(out / "summary.json"), "--annotate", str(out / "ann"), "--plot", str(out / "fig"))
     assert code == 0, capfd.readouterr().err
     table = pd.read_csv(out / "faces.csv")
@@ -97,8 +97,8 @@ def test_csv_json_annotate_and_plot_for_a_video_and_an_image(checkpoint, tmp_pat
 
 def test_smoothing_averages_each_tracks_last_seconds(checkpoint, tmp_path):
     clip = write_clip(tmp_path / "clip.avi", codec="MJPG")
-    assert predict(tmp_path, checkpoint, str(clip), "--csv", str(tmp_path / "raw.csv"), "--smooth", "0") == 0
-    assert predict(tmp_path, checkpoint, str(clip), "--csv", str(tmp_path / "smooth.csv"), "--smooth", "0.5") == 0
+    assert predict(checkpoint, str(clip), "--csv", str(tmp_path / "raw.csv"), "--smooth", "0") == 0
+    assert predict(checkpoint, str(clip), "--csv", str(tmp_path / "smooth.csv"), "--smooth", "0.5") == 0
     raw = pd.read_csv(tmp_path / "raw.csv")[list(FER2013_CLASSES)].to_numpy()
     smooth = pd.read_csv(tmp_path / "smooth.csv")[list(FER2013_CLASSES)].to_numpy()
     window = round(0.5 * FPS)  # frames whose time lies in (t - 0.5 s, t]
@@ -110,12 +110,12 @@ def test_smoothing_averages_each_tracks_last_seconds(checkpoint, tmp_path):
 
 def test_every_n_analyses_one_frame_in_n_and_the_copy_keeps_every_frame(checkpoint, tmp_path, capfd):
     clip = write_clip(tmp_path / "clip.mkv")
-    code = predict(tmp_path, checkpoint, str(clip), "--every", "5", "--csv", str(tmp_path / "faces.csv"),
+    code = predict(checkpoint, str(clip), "--every", "5", "--csv", str(tmp_path / "faces.csv"),
                    "--annotate", str(tmp_path / "ann"), "--json", str(tmp_path / "s.json"))
     assert code == 0, capfd.readouterr().err
     assert list(pd.read_csv(tmp_path / "faces.csv")["frame"]) == list(range(0, FRAMES, 5))
     assert json.loads((tmp_path / "s.json").read_text())["videos"][0]["analysed_frames"] == len(range(0, FRAMES, 5))
-    assert frame_count(tmp_path / "ann" / "clip.mp4") == FRAMES
+    assert frame_count(tmp_path / "ann" / "clip.mkv.mp4") == FRAMES
 
 
 def test_cut_short_video_is_analysed_to_its_last_frame_with_one_warning(checkpoint, tmp_path, capfd):
@@ -125,7 +125,7 @@ def test_cut_short_video_is_analysed_to_its_last_frame_with_one_warning(checkpoi
     cut.write_bytes(data[:len(data) * 6 // 10])
     readable = frame_count(cut)
     assert 0 < readable < 60
-    code = predict(tmp_path, checkpoint, str(cut), "--csv", str(tmp_path / "faces.csv"),
+    code = predict(checkpoint, str(cut), "--csv", str(tmp_path / "faces.csv"),
                    "--json", str(tmp_path / "s.json"), "--annotate", str(tmp_path / "ann"))
     err = capfd.readouterr().err
     assert code == 1
@@ -133,7 +133,7 @@ def test_cut_short_video_is_analysed_to_its_last_frame_with_one_warning(checkpoi
                                         f"or damaged); results cover frames 0-{readable - 1}"]
     assert len(pd.read_csv(tmp_path / "faces.csv")) == readable
     assert json.loads((tmp_path / "s.json").read_text())["videos"][0]["frames"] == readable
-    assert frame_count(tmp_path / "ann" / "cut.mp4") == readable
+    assert frame_count(tmp_path / "ann" / "cut.avi.mp4") == readable
 
 
 def test_unreadable_videos_are_skipped_with_one_line_each(checkpoint, tmp_path, capfd):
@@ -142,7 +142,7 @@ def test_unreadable_videos_are_skipped_with_one_line_each(checkpoint, tmp_path, 
     fake.write_text("not a video")
     moovless = tmp_path / "cut.mp4"  # an MP4 cut before its index: nothing is decodable
     moovless.write_bytes(good.read_bytes()[:200])
-    code = predict(tmp_path, checkpoint, str(fake), str(moovless), str(good), "--json", str(tmp_path / "s.json"))
+    code = predict(checkpoint, str(fake), str(moovless), str(good), "--json", str(tmp_path / "s.json"))
     err = capfd.readouterr().err.strip().splitlines()
     assert code == 1
     assert err == [f"fer: warning: {fake}: not a readable video (unknown format or damaged file)",
@@ -156,7 +156,7 @@ def test_every_container_named_is_read(checkpoint, tmp_path, capfd):
     codecs = {".mp4": "mp4v", ".avi": "MJPG", ".mov": "mp4v", ".mkv": "mp4v", ".webm": "VP80", ".m4v": "mp4v"}
     assert set(codecs) == VIDEO_SUFFIXES
     clips = [write_clip(tmp_path / f"clip{suffix}", frames=4, codec=codec) for suffix, codec in codecs.items()]
-    assert predict(tmp_path, checkpoint, *map(str, clips), "--json", str(tmp_path / "s.json")) == 0
+    assert predict(checkpoint, *map(str, clips), "--json", str(tmp_path / "s.json")) == 0
     assert [video["frames"] for video in json.loads((tmp_path / "s.json").read_text())["videos"]] == [4] * len(clips)
 
 
@@ -167,11 +167,67 @@ def test_bad_video_options_are_usage_errors(checkpoint, tmp_path, capfd):
     for args, message in ((["--every", "0"], "--every must be an integer >= 1"),
                           (["--smooth", "-1"], "--smooth must be a number of seconds >= 0"),
                           (["--smooth", "nan"], "--smooth must be a number of seconds >= 0")):
-        assert predict(tmp_path, checkpoint, str(clip), *args) == 2
+        assert predict(checkpoint, str(clip), *args) == 2
         assert message in capfd.readouterr().err
-    assert predict(tmp_path, checkpoint, str(image), "--plot", str(tmp_path / "fig")) == 2
-    assert "no video is among the inputs" in capfd.readouterr().err
+    for option in (["--plot", str(tmp_path / "fig")], ["--every", "2"], ["--smooth", "1"]):
+        assert predict(checkpoint, str(image), *option) == 2
+        assert f"{option[0]} applies to videos, and no video is among the inputs" in capfd.readouterr().err
     assert not (tmp_path / "fig").exists()
+
+
+def test_a_video_without_faces_gives_empty_tracks_and_a_plot_without_warnings(checkpoint, tmp_path, capfd):
+    clip = write_clip(tmp_path / "noise.mp4", frames=6)
+    code = main(["predict", str(clip), "--model", str(checkpoint), "--json", str(tmp_path / "s.json"),
+                 "--plot", str(tmp_path / "fig"), "--csv", str(tmp_path / "new" / "faces.csv")])
+    out, err = capfd.readouterr()
+    assert code == 0 and err == ""  # and no progress bar: stderr is not a terminal here
+    [video] = json.loads((tmp_path / "s.json").read_text())["videos"]
+    assert video["tracks"] == [] and video["frames"] == 6 and video["fps_assumed"] is False
+    assert "0 face tracks" in out
+    assert list(pd.read_csv(tmp_path / "new" / "faces.csv").columns) == [*CSV_COLUMNS, *FER2013_CLASSES]
+    assert cv2.imread(str(tmp_path / "fig" / "noise.png")) is not None
+
+
+def test_outputs_of_clip_avi_and_clip_mp4_in_one_folder_do_not_collide(checkpoint, tmp_path, capfd):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_clip(folder / "clip.mp4", frames=3)
+    write_clip(folder / "clip.avi", frames=4, codec="MJPG")
+    annotate, plot = folder / "ann", folder / "fig"  # inside the folder searched: a rerun must skip them
+    for _ in range(2):
+        assert predict(checkpoint, str(folder), "--annotate", str(annotate), "--plot", str(plot),
+                       "--json", str(tmp_path / "s.json")) == 0, capfd.readouterr().err
+        assert len(json.loads((tmp_path / "s.json").read_text())["videos"]) == 2
+    assert sorted(path.name for path in annotate.iterdir()) == ["clip.avi.mp4", "clip.mp4"]
+    assert sorted(path.name for path in plot.iterdir()) == ["clip.avi.png", "clip.png"]
+    assert frame_count(annotate / "clip.avi.mp4") == 4
+
+
+class FailingCapture:
+    """Two frames, then the decoder raises."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        self.reads += 1
+        if self.reads > 2:
+            raise cv2.error("corrupt frame")
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+
+def test_a_decoder_that_fails_ends_the_stream_with_its_reason():
+    problems: list[str] = []
+    frames = list(_frames(FailingCapture(), problems))  # would hang if the reader died silently
+    assert len(frames) == 2 and problems == ["corrupt frame"]
+
+
+def test_video_analysis_gives_torch_its_threads_back(checkpoint, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    assert predict(checkpoint, str(write_clip(tmp_path / "clip.mp4", frames=2))) == 0
+    assert torch.get_num_threads() == before
 
 
 def test_csv_rows_reach_the_file_frame_by_frame(tmp_path):

@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(a video as DIR/<name>.mp4)")
     predict.add_argument("--plot", type=Path, metavar="DIR", help="for a video: DIR/<name>.png, each face track's "
                          "probabilities over time")
-    predict.add_argument("--every", type=int, default=1, metavar="N", help="video: analyse one frame in N (default: 1)")
-    predict.add_argument("--smooth", type=float, default=SMOOTH_SECONDS, metavar="SECONDS",
+    predict.add_argument("--every", type=int, metavar="N", help="video: analyse one frame in N (default: 1)")
+    predict.add_argument("--smooth", type=float, metavar="SECONDS",
                          help=f"video: average each track's probabilities over this long (default: {SMOOTH_SECONDS}; "
                          "0: off)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,6 +13,7 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -181,12 +182,13 @@ def read_image(path: Path, unchanged: bool = False) -> np.ndarray:
     return decode_image(data, unchanged)
 
 
-def image_files(folder: Path, exclude: Path | None = None, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
+def image_files(folder: Path, exclude: Iterable[Path] = (), suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
     """Image files (or files with other `suffixes`) under `folder`, recursively and sorted; symlinked
-    folders are not followed, nor is the (resolved) folder `exclude` when it lies inside."""
+    folders are not followed, nor are the (resolved) folders `exclude` when they lie inside."""
+    excluded = tuple(exclude)
     files = []
     for directory, subdirectories, names in os.walk(folder):
-        if exclude is not None and Path(directory).resolve().is_relative_to(exclude):
+        if any(Path(directory).resolve().is_relative_to(skip) for skip in excluded):
             subdirectories.clear()
             continue
         files += [Path(directory, name) for name in names if Path(name).suffix.lower() in suffixes]

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,16 @@ class Source:
 
     @property
     def annotated(self) -> Path:
-        """Its annotated copy's place under --annotate DIR (a video's is always an .mp4)."""
-        return self.relative.with_suffix(ANNOTATED_SUFFIX) if self.is_video else self.relative
+        """Its annotated copy's place under --annotate DIR. A video's is an .mp4: clip.mp4 keeps its
+        name, clip.avi becomes clip.avi.mp4 (so that clip.avi and clip.mp4 do not collide)."""
+        if not self.is_video or self.relative.suffix.lower() == ANNOTATED_SUFFIX:
+            return self.relative
+        return self.relative.with_name(self.relative.name + ANNOTATED_SUFFIX)
+
+    @property
+    def plot(self) -> Path:
+        """A video's timeline figure under --plot DIR: clip.mp4 -> clip.png, clip.avi -> clip.avi.png."""
+        return self.annotated.with_suffix(".png")
 
 
 @dataclass
@@ -81,19 +89,19 @@ class _Detected:
     image: np.ndarray | None = field(default=None, repr=False)  # kept only to draw on
 
 
-def find_images(paths: Sequence[str | os.PathLike], exclude: Path | None = None) -> list[Source]:
+def find_images(paths: Sequence[str | os.PathLike], exclude: Iterable[Path | None] = ()) -> list[Source]:
     """The images and videos to read: files as named, folders searched.
 
-    `exclude` (the --annotate folder) is skipped when it lies inside a folder searched, so a rerun
-    does not classify the previous run's drawings.
+    `exclude` (the --annotate and --plot folders) are skipped when they lie inside a folder searched,
+    so a rerun does not classify the previous run's drawings.
     """
-    excluded = exclude.resolve() if exclude is not None else None
+    excluded = [folder.resolve() for folder in exclude if folder is not None]
     sources, seen = [], set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             root = path.resolve()
-            skip = excluded if excluded is not None and excluded != root and excluded.is_relative_to(root) else None
+            skip = [folder for folder in excluded if folder != root and folder.is_relative_to(root)]
             found = [Source(file, file.relative_to(path)) for file in image_files(path, skip, MEDIA_SUFFIXES)]
         elif path.exists():
             found = [Source(path, Path(path.name))]
@@ -106,23 +114,29 @@ def find_images(paths: Sequence[str | os.PathLike], exclude: Path | None = None)
     return sources
 
 
-def _check_annotation_targets(sources: Iterable[Source], folder: Path) -> None:
-    """Drawing over an input, or two inputs drawn to one file, is a usage error found before any work."""
+def _check_targets(sources: Iterable[Source], folder: Path, option: str, target: Callable[[Source], Path]) -> None:
+    """Writing over an input, or two inputs written to one file, is a usage error found before any work."""
     owners: dict[Path, Path] = {}
     for source in sources:
-        if (folder / source.annotated).resolve() == source.path.resolve():
-            raise FerError(f"{source.path}: its annotated copy would overwrite it (choose another --annotate folder)")
-        if source.annotated in owners:
-            raise FerError(f"{source.path}: its annotated copy would overwrite that of "
-                           f"{owners[source.annotated]} (name the folders that hold them instead)")
-        owners[source.annotated] = source.path
+        name = target(source)
+        if (folder / name).resolve() == source.path.resolve():
+            raise FerError(f"{source.path}: its {option} output would overwrite it (choose another {option} folder)")
+        if name in owners:
+            raise FerError(f"{source.path}: its {option} output would overwrite that of {owners[name]} "
+                           "(name the folders that hold them instead)")
+        owners[name] = source.path
+
+
+def _warn(path: Path, problem: str) -> str:
+    """Warn in one line, whatever the library's message looked like; returns that line's problem."""
+    problem = " ".join(problem.split())
+    tqdm.write(f"fer: warning: {path}: {problem}", file=sys.stderr)
+    return problem
 
 
 def _skip(source: Source, problem: str, failures: list[tuple[Source, str]]) -> None:
-    """Warn in one line, whatever the library's message looked like, and record the failure."""
-    problem = " ".join(problem.split())
-    tqdm.write(f"fer: warning: {source.path}: {problem}", file=sys.stderr)
-    failures.append((source, problem))
+    """Warn and record the failure."""
+    failures.append((source, _warn(source.path, problem)))
 
 
 def _detect_each(sources: Sequence[Source], detector: Detector, keep_images: bool,
@@ -264,11 +278,9 @@ def format_videos(videos: Sequence[VideoResult]) -> str:
         lines.append(f"{video.path}: {video.frames} frames ({video.analysed} analysed), {video.fps:g} fps, "
                      f"{video.width}x{video.height}, {len(video.tracks)} face tracks")
         for track in video.tracks.values():
-            frames = sum(track.labels.values())
-            emotion, count = track.labels.most_common(1)[0]
+            emotion, share = track.dominant
             lines.append(f"  track {track.number}: frames {track.first_frame}-{track.last_frame} "
-                         f"({track.first_time:.1f}-{track.last_time:.1f} s), "
-                         f"{emotion} {count / frames:.0%} of the time")
+                         f"({track.first_time:.1f}-{track.last_time:.1f} s), {emotion} {share:.0%} of the time")
     return "\n".join(lines)
 
 
@@ -287,10 +299,6 @@ def _write_json(json_out: str, document: dict[str, Any]) -> None:
     write_json(json_out, document)
 
 
-def _warn(path: Path, problem: str) -> None:
-    tqdm.write(f"fer: warning: {path}: {' '.join(problem.split())}", file=sys.stderr)
-
-
 def predict_videos(sources: Sequence[Source], classifier: Classifier, detector: Detector, options: VideoOptions,
                    rows: CsvRows | None, annotate: Path | None, plot: Path | None,
                    failures: list[tuple[Source, str]]) -> tuple[list[VideoResult], int]:
@@ -300,14 +308,17 @@ def predict_videos(sources: Sequence[Source], classifier: Classifier, detector: 
         try:
             result = analyse_video(source.path, classifier, detector, options, rows,
                                    annotate / source.annotated if annotate is not None else None)
+            if plot is not None:
+                plot_timeline(result, classifier.classes, plot / source.plot)
         except BadVideo as problem:
             _skip(source, str(problem), failures)
+            continue
+        except (FerError, cv2.error) as error:  # an output that cannot be written: this video only
+            _skip(source, f"cannot write its output ({first_line(error)})", failures)
             continue
         if result.stopped_early:
             _warn(source.path, result.stopped_early)
             cut_short += 1
-        if plot is not None:
-            plot_timeline(result, classifier.classes, plot / source.relative.with_suffix(".png"))
         results.append(result)
     return results, cut_short
 
@@ -315,26 +326,35 @@ def predict_videos(sources: Sequence[Source], classifier: Classifier, detector: 
 def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_MODELS[0],
         detector: str = DETECTORS[0], json_out: str | None = None, csv_out: str | os.PathLike | None = None,
         annotate: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, tta: str = "none",
-        batch_size: int = 256, every: int = 1, smooth: float = SMOOTH_SECONDS, quiet: bool = False) -> int:
-    """Exit status: 0 when every file was predicted in full, 1 when any was skipped or cut short."""
-    options = VideoOptions(every=every, smooth=smooth, tta=tta, quiet=quiet)
+        batch_size: int = 256, every: int | None = None, smooth: float | None = None, quiet: bool = False) -> int:
+    """Exit status: 0 when every file was predicted in full, 1 when any was skipped or cut short.
+    `every` and `smooth` are None when not given (1 and SMOOTH_SECONDS), so that giving them
+    without a video can be refused."""
+    options = VideoOptions(every=1 if every is None else every, smooth=SMOOTH_SECONDS if smooth is None else smooth,
+                           tta=tta, quiet=quiet)
     face_detector = _check_options(detector, tta, batch_size, options)
     annotate = Path(annotate) if annotate is not None else None
     plot = Path(plot) if plot is not None else None
-    sources = find_images(paths, exclude=annotate)
+    sources = find_images(paths, exclude=(annotate, plot))
     if not sources:
         raise FerError(f"no image or video files ({', '.join(sorted(MEDIA_SUFFIXES))}) in "
                        f"{', '.join(map(str, paths))}")
     images = [source for source in sources if not source.is_video]
     videos = [source for source in sources if source.is_video]
-    if plot is not None and not videos:
-        raise FerError("--plot draws each video's face tracks over time, and no video is among the inputs")
+    video_only = [name for name, value in (("--plot", plot), ("--every", every), ("--smooth", smooth))
+                  if value is not None]
+    if video_only and not videos:
+        raise FerError(f"{video_only[0]} applies to videos, and no video is among the inputs")
     if annotate is not None:
-        _check_annotation_targets(sources, annotate)
+        _check_targets(sources, annotate, "--annotate", lambda source: source.annotated)
+    if plot is not None:
+        _check_targets(videos, plot, "--plot", lambda source: source.plot)
     classifier = load_classifier(model)
     for folder, option in ((annotate, "--annotate"), (plot, "--plot")):
         if folder is not None:
             _prepare_folder(folder, option)
+    if csv_out is not None:
+        _prepare_folder(Path(csv_out).parent, "--csv")
     with csv_rows(Path(csv_out), classifier.classes) if csv_out is not None else contextlib.nullcontext() as rows:
         results, failures = predict_images(images, classifier, face_detector, tta, batch_size, annotate, rows, quiet)
         video_results, cut_short = predict_videos(videos, classifier, face_detector, options, rows, annotate, plot,

@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 from fer.atomic import atomic_path
-from fer.errors import FerError
+from fer.choices import SMOOTH_SECONDS
+from fer.errors import FerError, first_line
 from fer.inference.detectors import Detector
 from fer.inference.faces import Face, classify_faces, find_faces
 from fer.inference.models import Classifier
@@ -51,7 +52,7 @@ class BadVideo(Exception):
 @dataclass(frozen=True)
 class VideoOptions:
     every: int = 1          # analyse one frame in `every`
-    smooth: float = 0.5     # seconds of probabilities averaged per track; 0 = none
+    smooth: float = SMOOTH_SECONDS  # seconds of probabilities averaged per track; 0 = none
     tta: str = "none"
     quiet: bool = False     # no progress bar
 
@@ -67,12 +68,21 @@ class TrackSummary:
     # (time, smoothed probabilities) per analysed frame, for --plot.
     timeline: list[tuple[float, np.ndarray]] = field(default_factory=list, repr=False)
 
+    @property
+    def analysed(self) -> int:
+        return sum(self.labels.values())
+
+    @property
+    def dominant(self) -> tuple[str, float]:
+        """The emotion of most of its analysed frames, and their share."""
+        emotion, count = self.labels.most_common(1)[0]
+        return emotion, count / self.analysed
+
     def to_json(self, classes: Sequence[str]) -> dict[str, Any]:
-        frames = sum(self.labels.values())
         return {"track": self.number, "first_frame": self.first_frame, "last_frame": self.last_frame,
                 "first_time": round(self.first_time, 3), "last_time": round(self.last_time, 3),
-                "analysed_frames": frames, "dominant_emotion": self.labels.most_common(1)[0][0],
-                "share": {name: round(self.labels[name] / frames, 4) for name in classes}}
+                "analysed_frames": self.analysed, "dominant_emotion": self.dominant[0],
+                "share": {name: round(self.labels[name] / self.analysed, 4) for name in classes}}
 
 
 @dataclass
@@ -81,6 +91,7 @@ class VideoResult:
     width: int
     height: int
     fps: float
+    fps_known: bool             # False: the file does not say its frame rate, DEFAULT_FPS is assumed
     frames: int                 # frames read
     analysed: int               # frames analysed (one in `every`)
     stopped_early: str | None   # why reading stopped before the frame count the file gives, if it did
@@ -88,7 +99,8 @@ class VideoResult:
 
     def to_json(self, classes: Sequence[str]) -> dict[str, Any]:
         return {"path": str(self.path), "width": self.width, "height": self.height, "fps": round(self.fps, 3),
-                "frames": self.frames, "analysed_frames": self.analysed, "stopped_early": self.stopped_early,
+                "fps_assumed": not self.fps_known, "frames": self.frames, "analysed_frames": self.analysed,
+                "stopped_early": self.stopped_early,
                 "tracks": [track.to_json(classes) for track in self.tracks.values()]}
 
 
@@ -98,6 +110,7 @@ class _Stream:
     width: int
     height: int
     fps: float
+    fps_known: bool       # False: the file does not say, and DEFAULT_FPS is assumed
     declared_frames: int  # from the container; 0 when it does not say
 
 
@@ -110,21 +123,29 @@ def _open(path: Path) -> _Stream:
         capture.release()
         raise BadVideo("not a readable video (no picture size)")
     fps = capture.get(cv2.CAP_PROP_FPS)
-    fps = fps if np.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
-    return _Stream(capture, width, height, fps, max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0))
+    # Some containers say nothing (0), and OpenCV reports 1000 for some WebM files that do not say.
+    known = bool(np.isfinite(fps) and 0 < fps < 1000)
+    return _Stream(capture, width, height, fps if known else DEFAULT_FPS, known,
+                   max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0))
 
 
-def _frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """Decoded BGR frames, read ahead by a thread until the stream ends or the consumer stops."""
+def _frames(capture: cv2.VideoCapture, problems: list[str]) -> Iterator[np.ndarray]:
+    """Decoded BGR frames, read ahead by a thread until the stream ends or the consumer stops.
+    A decoder that fails ends the stream as a cut-short file does; its message joins `problems`."""
     frames: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=READ_AHEAD)
     stop = threading.Event()
 
     def read() -> None:
-        while not stop.is_set():
-            ok, frame = capture.read()
-            frames.put(frame if ok else None)
-            if not ok:
-                return
+        try:
+            while not stop.is_set():
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                frames.put(frame)
+        except Exception as error:  # cv2.error, MemoryError from a corrupt frame size, ...
+            problems.append(first_line(error))
+        finally:
+            frames.put(None)  # the consumer's cleanup drains the queue if it is full
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -138,11 +159,6 @@ def _frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
                 frames.get_nowait()
             except queue.Empty:
                 reader.join(0.01)
-
-
-def _logs_off_while(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    with _library_logs_off():
-        yield from frames
 
 
 class _Annotator:
@@ -208,11 +224,11 @@ def _one_torch_thread() -> Iterator[None]:
 def analyse_video(path: Path, classifier: Classifier, detector: Detector, options: VideoOptions,
                   csv_rows: CsvRows | None = None, annotated: Path | None = None) -> VideoResult:
     """Read, analyse and (with `annotated`) draw every frame; raises BadVideo when none can be read."""
-    with _library_logs_off():
-        stream = _open(path)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_one_torch_thread())
+        stack.enter_context(_library_logs_off())
+        stream = _open(path)
         stack.callback(stream.capture.release)
+        stack.enter_context(_one_torch_thread())
         if annotated is None:
             return _analyse(path, stream, classifier, detector, options, csv_rows, None)
         with atomic_path(annotated, suffix=ANNOTATED_SUFFIX) as tmp:
@@ -229,9 +245,10 @@ def _analyse(path: Path, stream: _Stream, classifier: Classifier, detector: Dete
     tracks: dict[int, TrackSummary] = {}
     faces: list[Face] = []
     frames = analysed = 0
+    problems: list[str] = []
     with tqdm(total=stream.declared_frames or None, desc=path.name, unit="frame", leave=False,
               disable=True if options.quiet else None) as progress:
-        for index, frame in enumerate(_logs_off_while(_frames(stream.capture))):
+        for index, frame in enumerate(_frames(stream.capture, problems)):
             frames = index + 1
             if index % options.every == 0:
                 time = index / stream.fps
@@ -244,10 +261,13 @@ def _analyse(path: Path, stream: _Stream, classifier: Classifier, detector: Dete
                 annotator.add(frame, faces)  # between analysed frames the last boxes hold
             progress.update()
     if frames == 0:
-        raise BadVideo("no frame could be decoded")
-    stopped = (f"stopped at frame {frames} of {stream.declared_frames} (file cut short or damaged); "
-               f"results cover frames 0-{frames - 1}") if frames < stream.declared_frames else None
-    return VideoResult(path, stream.width, stream.height, stream.fps, frames, analysed, stopped, tracks)
+        raise BadVideo("no frame could be decoded" + (f" ({problems[0]})" if problems else ""))
+    stopped = None
+    if problems or frames < stream.declared_frames:
+        why = f"decoder failed: {problems[0]}" if problems else "file cut short or damaged"
+        stopped = f"stopped at frame {frames} of {stream.declared_frames} ({why}); results cover frames 0-{frames - 1}"
+    return VideoResult(path, stream.width, stream.height, stream.fps, stream.fps_known, frames, analysed, stopped,
+                       tracks)
 
 
 def plot_timeline(result: VideoResult, classes: Sequence[str], path: Path) -> None:
@@ -276,7 +296,8 @@ def plot_timeline(result: VideoResult, classes: Sequence[str], path: Path) -> No
     axes[-1, 0].set_xlabel("time (s)")
     axes[-1, 0].set_xlim(0, max(result.frames / result.fps, 1 / result.fps))
     axes[0, 0].set_title(f"{result.path.name}: emotion per face track over time")
-    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if tracks:
+        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     figure.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=100)
