@@ -30,13 +30,22 @@ ALLOWED: dict[str, set[str]] = {
 SERVING_COMMANDS = {"predict", "export", "server"}
 
 
-def imports_of(path: Path) -> set[str]:
-    """The `fer.` modules a source file imports, as dotted names without the leading `fer.`."""
+def imports_of(path: Path, root: Path = PACKAGE) -> set[str]:
+    """The `fer.` modules a source file imports, as dotted names without the leading `fer.`;
+    relative imports (`from ..evaluation import x`) are resolved against the file's package."""
+    package = list(path.relative_to(root).parent.parts)
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fer."):
-            found.add(node.module.removeprefix("fer."))
-            found.update(f"{node.module.removeprefix('fer.')}.{alias.name}" for alias in node.names)
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            elif node.module and node.module.startswith("fer."):
+                module = node.module.removeprefix("fer.")
+            else:
+                continue
+            found.add(module)
+            found.update(f"{module}.{alias.name}".lstrip(".") for alias in node.names)
         elif isinstance(node, ast.Import):
             found.update(alias.name.removeprefix("fer.") for alias in node.names if alias.name.startswith("fer."))
     return found
@@ -79,6 +88,21 @@ def test_no_serving_command_imports_another() -> None:
     for command in SERVING_COMMANDS:
         imported = {name.split(".")[1] for name in import_map()[f"serving.{command}"] if name.startswith("serving.")}
         assert not imported & (SERVING_COMMANDS - {command}), command
+
+
+def test_top_level_modules_import_no_subpackage() -> None:
+    """errors, choices, params, imaging, ... sit below every subpackage (cli imports its commands by name)."""
+    for module, imported in import_map().items():
+        if "." not in module and module not in {"cli", "__main__"}:
+            assert not {name.split(".")[0] for name in imported} & set(SUBPACKAGES), module
+
+
+def test_relative_imports_are_resolved(tmp_path) -> None:
+    assert imports_of(PACKAGE / "serving" / "predict.py") >= {"inference.models"}
+    probe = tmp_path / "serving" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text("from ..evaluation import evaluate\nfrom .results import csv_rows\n")
+    assert {"evaluation", "evaluation.evaluate", "serving.results"} <= imports_of(probe, root=tmp_path)
 
 
 def test_the_map_sees_real_imports() -> None:
