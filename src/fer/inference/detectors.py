@@ -112,12 +112,13 @@ def clip_box(box: Box, image_width: int, image_height: int) -> Box:
     return left, top, right - left, bottom - top
 
 
-def detection_scale(shape: tuple[int, ...], scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_SIDES
-                    ) -> float:
-    """The factor from the image to the copy that Haar searches (1.0: the image itself)."""
+def search_factor(shape: tuple[int, ...], scale: float, sides: tuple[int, int], enlarge: bool = True) -> float:
+    """The factor from the image to the copy a detector searches: `scale`, then the copy's longer
+    side brought within `sides`; without `enlarge`, never above 1 (Haar's cascade gains nothing from
+    pixels that were not there)."""
     longer = max(shape[:2])
-    low, high = sides
-    return min(1.0, min(max(longer * scale, low), high) / longer)
+    factor = min(max(longer * scale, sides[0]), sides[1]) / longer
+    return factor if enlarge else min(1.0, factor)
 
 
 def haar_detector(scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_SIDES,
@@ -133,7 +134,7 @@ def haar_detector(scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_S
     window = max(cascade.getOriginalWindowSize())
 
     def detect(gray: np.ndarray) -> list[Box]:
-        factor = detection_scale(gray.shape, scale, sides) if gray.size else 0.0
+        factor = search_factor(gray.shape, scale, sides, enlarge=False) if gray.size else 0.0
         if min(gray.shape[:2]) * factor < window:
             return []  # no face fits (and a copy of a one-pixel-wide image would have no pixels)
         small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
@@ -144,13 +145,6 @@ def haar_detector(scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_S
         return [framed_box(box, margin) for box in suppress_overlaps(boxes)]
 
     return detect
-
-
-def search_factor(shape: tuple[int, ...], scale: float, sides: tuple[int, int]) -> float:
-    """The factor from the image to the copy that HOG searches: `scale`, then the copy's longer side
-    brought within `sides`, enlarging small images as well as shrinking big ones."""
-    longer = max(shape[:2])
-    return min(max(longer * scale, sides[0]), sides[1]) / longer
 
 
 def hog_detector(scale: float = HOG_SCALE, sides: tuple[int, int] = HOG_SIDES, upsample: int = 0,
