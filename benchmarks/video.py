@@ -21,7 +21,6 @@ import numpy as np
 
 from common import REPO, git_commit, interleaved, machine
 from fer.choices import DETECTORS, SHIPPED_MODELS
-from fer.inference.detectors import make_detector
 from fer.inference.models import load_classifier
 from fer.serving.results import csv_rows
 from fer.serving.video import VideoOptions, analyse_video
@@ -69,17 +68,16 @@ def main() -> None:
     if not photos:
         raise SystemExit(f"benchmarks/video.py: no photos in {PHOTOS} (the real data is not beside this checkout)")
     classifier = load_classifier(SHIPPED_MODELS[0])
-    detector = make_detector(DETECTORS[0])
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         clip = work / "clip.mp4"
         frames = make_clip(photos, clip, args.seconds)
-        analyse_video(clip, classifier, detector, VideoOptions(quiet=True))  # warm-up: first-call costs
+        analyse_video(clip, classifier, VideoOptions(quiet=True))  # warm-up: first-call costs
 
         def analyse(annotate: bool) -> dict[str, float]:
             started = time.perf_counter()
             with csv_rows(work / "faces.csv", classifier.classes) as rows:
-                result = analyse_video(clip, classifier, detector, VideoOptions(quiet=True), rows,
+                result = analyse_video(clip, classifier, VideoOptions(quiet=True), rows,
                                        work / "annotated.mp4" if annotate else None)
             seconds = time.perf_counter() - started
             return {"seconds": seconds, "fps": result.frames / seconds, "tracks": len(result.tracks)}

@@ -299,14 +299,14 @@ def _write_json(json_out: str, document: dict[str, Any]) -> None:
     write_json(json_out, document)
 
 
-def predict_videos(sources: Sequence[Source], classifier: Classifier, detector: Detector, options: VideoOptions,
+def predict_videos(sources: Sequence[Source], classifier: Classifier, options: VideoOptions,
                    rows: CsvRows | None, annotate: Path | None, plot: Path | None,
                    failures: list[tuple[Source, str]]) -> tuple[list[VideoResult], int]:
     """Each readable video's result, and how many stopped early; unreadable ones join `failures`."""
     results, cut_short = [], 0
     for source in sources:
         try:
-            result = analyse_video(source.path, classifier, detector, options, rows,
+            result = analyse_video(source.path, classifier, options, rows,
                                    annotate / source.annotated if annotate is not None else None)
             if plot is not None:
                 plot_timeline(result, classifier.classes, plot / source.plot)
@@ -330,8 +330,8 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_M
     """Exit status: 0 when every file was predicted in full, 1 when any was skipped or cut short.
     `every` and `smooth` are None when not given (1 and SMOOTH_SECONDS), so that giving them
     without a video can be refused."""
-    options = VideoOptions(every=1 if every is None else every, smooth=SMOOTH_SECONDS if smooth is None else smooth,
-                           tta=tta, quiet=quiet)
+    options = VideoOptions(detector=detector, every=1 if every is None else every,
+                           smooth=SMOOTH_SECONDS if smooth is None else smooth, tta=tta, quiet=quiet)
     face_detector = _check_options(detector, tta, batch_size, options)
     annotate = Path(annotate) if annotate is not None else None
     plot = Path(plot) if plot is not None else None
@@ -357,8 +357,7 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_M
         _prepare_folder(Path(csv_out).parent, "--csv")
     with csv_rows(Path(csv_out), classifier.classes) if csv_out is not None else contextlib.nullcontext() as rows:
         results, failures = predict_images(images, classifier, face_detector, tta, batch_size, annotate, rows, quiet)
-        video_results, cut_short = predict_videos(videos, classifier, face_detector, options, rows, annotate, plot,
-                                                  failures)
+        video_results, cut_short = predict_videos(videos, classifier, options, rows, annotate, plot, failures)
     if json_out is not None:
         _write_json(json_out, to_json(results, failures, classifier, str(model), detector, tta, video_results,
                                       options))

@@ -12,8 +12,9 @@ import contextlib
 import os
 import queue
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ import torch
 from tqdm import tqdm
 
 from fer.atomic import atomic_path
-from fer.choices import SMOOTH_SECONDS
+from fer.choices import DETECTORS, SMOOTH_SECONDS
 from fer.errors import FerError, first_line
-from fer.inference.detectors import Detector
+from fer.inference.detectors import Box, make_detector
 from fer.inference.faces import Face, classify_faces, find_faces
 from fer.inference.models import Classifier
 from fer.inference.tracking import Tracker
@@ -37,6 +38,7 @@ ANNOTATED_SUFFIX = ".mp4"
 ANNOTATED_CODEC = "mp4v"  # MPEG-4 Part 2: in every opencv-python wheel, read by common players
 DEFAULT_FPS = 30.0  # for a file that does not say its frame rate
 READ_AHEAD = 8  # decoded frames waiting for analysis, at most
+DETECT_THREADS = 2  # frames searched at once: the machines this runs on have 2 cores or more
 MAX_PLOTTED_TRACKS = 6  # --plot: panels per figure, for the tracks seen longest
 
 
@@ -51,6 +53,7 @@ class BadVideo(Exception):
 
 @dataclass(frozen=True)
 class VideoOptions:
+    detector: str = DETECTORS[0]
     every: int = 1          # analyse one frame in `every`
     smooth: float = SMOOTH_SECONDS  # seconds of probabilities averaged per track; 0 = none
     tta: str = "none"
@@ -188,10 +191,33 @@ def _summarise(tracks: dict[int, TrackSummary], faces: Sequence[Face], frame: in
         summary.timeline.append((time, face.probabilities))
 
 
-def _analyse_frame(frame: np.ndarray, time: float, classifier: Classifier, detector: Detector,
+def _searched(frames: Iterator[np.ndarray], options: VideoOptions
+              ) -> Iterator[tuple[int, np.ndarray, list[tuple[Box, np.ndarray]] | None]]:
+    """(index, frame, its faces found, or None when it is not analysed), in order. Searching is most of
+    a frame's cost, and dlib and OpenCV release the GIL while they search, so DETECT_THREADS frames
+    are searched at once, each thread with its own detector, a few frames ahead of the consumer."""
+    local = threading.local()
+
+    def search(frame: np.ndarray) -> list[tuple[Box, np.ndarray]]:
+        if not hasattr(local, "detector"):
+            local.detector = make_detector(options.detector)
+        return find_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), local.detector)
+
+    with ThreadPoolExecutor(DETECT_THREADS) as pool:
+        pending: deque[tuple[int, np.ndarray, Future | None]] = deque()
+        for index, frame in enumerate(frames):
+            pending.append((index, frame, pool.submit(search, frame) if index % options.every == 0 else None))
+            while len(pending) > READ_AHEAD or (pending and pending[0][2] is None):
+                done, image, future = pending.popleft()
+                yield done, image, None if future is None else future.result()
+        for done, image, future in pending:
+            yield done, image, None if future is None else future.result()
+
+
+def _analyse_frame(found: list[tuple[Box, np.ndarray]], time: float, classifier: Classifier,
                    tracker: Tracker, tta: str) -> list[Face]:
     """The frame's faces, each with its track number and smoothed probabilities."""
-    raw = classify_faces(find_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), detector), classifier, tta)
+    raw = classify_faces(found, classifier, tta)
     tracks = tracker.assign([face.box for face in raw], time)
     return [Face(face.box, tracker.smooth(track, face.probabilities, time), face.classes, track.number)
             for face, track in zip(raw, tracks)]
@@ -221,7 +247,7 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def analyse_video(path: Path, classifier: Classifier, detector: Detector, options: VideoOptions,
+def analyse_video(path: Path, classifier: Classifier, options: VideoOptions,
                   csv_rows: CsvRows | None = None, annotated: Path | None = None) -> VideoResult:
     """Read, analyse and (with `annotated`) draw every frame; raises BadVideo when none can be read."""
     with contextlib.ExitStack() as stack:
@@ -230,16 +256,16 @@ def analyse_video(path: Path, classifier: Classifier, detector: Detector, option
         stack.callback(stream.capture.release)
         stack.enter_context(_one_torch_thread())
         if annotated is None:
-            return _analyse(path, stream, classifier, detector, options, csv_rows, None)
+            return _analyse(path, stream, classifier, options, csv_rows, None)
         with atomic_path(annotated, suffix=ANNOTATED_SUFFIX) as tmp:
             annotator = _Annotator(tmp, stream)
             try:
-                return _analyse(path, stream, classifier, detector, options, csv_rows, annotator)
+                return _analyse(path, stream, classifier, options, csv_rows, annotator)
             finally:
                 annotator.close()  # before the rename, so the file is complete
 
 
-def _analyse(path: Path, stream: _Stream, classifier: Classifier, detector: Detector, options: VideoOptions,
+def _analyse(path: Path, stream: _Stream, classifier: Classifier, options: VideoOptions,
              csv_rows: CsvRows | None, annotator: _Annotator | None) -> VideoResult:
     tracker = Tracker(options.smooth)
     tracks: dict[int, TrackSummary] = {}
@@ -248,11 +274,11 @@ def _analyse(path: Path, stream: _Stream, classifier: Classifier, detector: Dete
     problems: list[str] = []
     with tqdm(total=stream.declared_frames or None, desc=path.name, unit="frame", leave=False,
               disable=True if options.quiet else None) as progress:
-        for index, frame in enumerate(_frames(stream.capture, problems)):
+        for index, frame, found in _searched(_frames(stream.capture, problems), options):
             frames = index + 1
-            if index % options.every == 0:
+            if found is not None:
                 time = index / stream.fps
-                faces = _analyse_frame(frame, time, classifier, detector, tracker, options.tta)
+                faces = _analyse_frame(found, time, classifier, tracker, options.tta)
                 analysed += 1
                 _summarise(tracks, faces, index, time)
                 if csv_rows is not None:
