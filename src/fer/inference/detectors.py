@@ -56,8 +56,8 @@ INSIDE_SHARE = 0.5
 #                100 px face:    53     85     91     94    103     97
 # The search scale sets the smallest face found: 80 / scale pixels. Small faces matter (group photos,
 # a room filmed from its corner), so a 640x480 photo is searched at 1.33 (851 pixels): faces from
-# about 60 pixels are found, at 34 ms of detection (a photo, decoded and classified, takes about
-# 40 ms, against 20 at 0.8, which finds faces from about 100 pixels; see benchmarks/README.md).
+# about 60 pixels are found, at 34 ms of detection (a photo, decoded and classified, takes 45 ms
+# median, against 20 at 0.8, which finds faces from about 100 pixels; see benchmarks/README.md).
 # Smaller images are enlarged to 512 pixels; large ones are searched at most at 1280, where faces
 # under 1/16 of the longer side are lost (a 12-megapixel photo: about 94 ms, after 62 to decode).
 HOG_MIN_FACE = 60
