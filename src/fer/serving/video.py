@@ -1,7 +1,8 @@
 """`fer predict` on a video file: faces found, tracked and classified frame by frame.
 
-Frames are decoded by OpenCV's FFmpeg backend in a reader thread (decoding releases the GIL), so
-decoding the next frame overlaps detecting and classifying this one. Every analysed frame goes
+Frames are decoded by OpenCV's FFmpeg backend in a reader thread and searched for faces by two
+more threads (decoding and searching release the GIL), a few frames ahead of the main thread, which
+classifies and tracks them in order. Every analysed frame goes
 straight to the --csv file; the annotated copy and the per-track summary are written when the
 video ends, also when it ends early because the file is cut short.
 """
