@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ from fer.data.arrays import load_split
 from fer.emotions import FER2013_CLASSES, SPLITS
 from fer.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
 from fer.inference.models import load_classifier
-from fer.models.checkpoint import load_checkpoint
+from fer.models.checkpoint import load_checkpoint, save_checkpoint
+from fer.models.networks import build_model
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +118,39 @@ def test_an_ensemble_averages_the_models_probabilities(tmp_path: Path, checkpoin
                 + load_classifier(other).predict_proba(sample_images())) / 2
     assert both["model"] == f"{checkpoint} + {other}"
     assert both["accuracy"] == round(float((averaged.argmax(axis=1) == np.array(LABELS)).mean()), 6)
+
+
+def test_calibrating_several_checkpoints_ships_their_ensemble_in_one_file(tmp_path: Path, checkpoint: Path) -> None:
+    data = tmp_path / "data"
+    write_classes(data)
+    images = np.random.default_rng(2).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    np.save(data / "valid_images.npy", images)
+    np.save(data / "valid_labels.npy", np.arange(64, dtype=np.int64) % 7)
+    other = write_untrained_checkpoint(tmp_path / "other.pt", seed=1)
+    out = tmp_path / "ensemble.pt"
+    assert main(["calibrate", str(checkpoint), str(other), "--out", str(out), "--data", str(data)]) == 0
+    ensemble = load_classifier(out)
+    assert load_checkpoint(out).header.members == 2 and ensemble.temperature != 1.0
+    averaged = (load_classifier(checkpoint).predict_proba(images) + load_classifier(other).predict_proba(images)) / 2
+    uncalibrated = replace(ensemble, temperature=1.0).predict_proba(images, tta="flip")
+    flipped = (load_classifier(checkpoint).predict_proba(images, tta="flip")
+               + load_classifier(other).predict_proba(images, tta="flip")) / 2
+    assert np.abs(replace(ensemble, temperature=1.0).predict_proba(images) - averaged).max() < 1e-5
+    assert np.abs(uncalibrated - flipped).max() < 1e-5
+
+
+@pytest.mark.parametrize(("model", "width", "message"), [
+    ("vgg", 1.0, "its model (vgg) is not"), ("basic", 0.5, "its width (0.5) is not")])
+def test_an_ensemble_of_different_shapes_is_refused_in_one_line(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str], model: str, width: float,
+        message: str) -> None:
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, {"model": model, "dropout": 0.0, "mean": 0.5, "std": 0.25, "width": width,
+                            "state_dict": build_model(model, 7, width=width).state_dict()})
+    out = tmp_path / "ensemble.pt"
+    assert main(["calibrate", str(checkpoint), str(other), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{other}: {message} {checkpoint}'s" in error and not out.exists()
 
 
 def spelled_folder(root: Path) -> Path:

@@ -28,16 +28,21 @@ def _randomise_batch_norm(model: torch.nn.Module, generator: torch.Generator) ->
             layer.running_var.uniform_(0.5, 2.0, generator=generator)
 
 
-@pytest.fixture(scope="module", params=["basic", "vgg"])
+# (architecture, members): each network, and an ensemble of two (the log of their mean probability).
+EXPORTED = [("basic", 1), ("vgg", 1), ("basic", 2)]
+
+
+@pytest.fixture(scope="module", params=EXPORTED, ids=lambda shape: f"{shape[0]}x{shape[1]}")
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint, its ONNX export), made through the CLI."""
-    folder = tmp_path_factory.mktemp(request.param)
+    name, members = request.param
+    folder = tmp_path_factory.mktemp(name)
     torch.manual_seed(0)
-    model = build_model(request.param, len(FER2013_CLASSES))
+    model = build_model(name, len(FER2013_CLASSES), members=members)
     _randomise_batch_norm(model, torch.Generator().manual_seed(1))
     checkpoint = folder / "best.pt"
-    save_checkpoint(checkpoint, {"model": request.param, "dropout": 0.0, "state_dict": model.state_dict(),
-                                 "mean": 0.51, "std": 0.26})
+    save_checkpoint(checkpoint, {"model": name, "dropout": 0.0, "state_dict": model.state_dict(),
+                                 "mean": 0.51, "std": 0.26, "members": members})
     onnx_path = folder / "model.onnx"
     assert main(["export", "--model", str(checkpoint), "--onnx", str(onnx_path)]) == 0
     return checkpoint, onnx_path

@@ -72,7 +72,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    return _run_module("calibrate", checkpoint=args.checkpoint, out=args.out, data_dir=args.data, half=args.half)
+    return _run_module("calibrate", checkpoints=args.checkpoints, out=args.out, data_dir=args.data, half=args.half)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibrate = command("calibrate", _calibrate, "fit a temperature on PublicTest and store it with the weights",
                         params=False)
-    calibrate.add_argument("checkpoint", type=Path, help="a checkpoint such as models/vgg/best.pt")
+    calibrate.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
+                           help="a checkpoint such as models/vgg/best.pt; several networks of one shape make one "
+                           "ensemble file that averages their probabilities (their own temperatures are dropped)")
     calibrate.add_argument("--out", type=Path, required=True, help="the calibrated checkpoint to write")
     calibrate.add_argument("--data", type=Path, default=DATA_DIR, help="folder of the split arrays (valid_* is used)")
     calibrate.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")

@@ -6,6 +6,7 @@ data; it changes no prediction (the arg-max stays), only how confident each one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from scipy.special import log_softmax
 
 from fer.data.arrays import load_classes, load_split
 from fer.inference.proba import predict_proba
-from fer.models.checkpoint import Checkpoint, check_classes, load_checkpoint, model_from_checkpoint, save_checkpoint
+from fer.models.checkpoint import (
+    Checkpoint,
+    check_classes,
+    ensemble_of,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -52,13 +60,16 @@ def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probabilities, np.finfo(np.float32).tiny, None))
 
 
-def run(checkpoint: Path, out: Path, data_dir: Path, half: bool = False) -> int:
-    """`fer calibrate`: fit T on the valid split (PublicTest), write the checkpoint with it."""
-    state = load_checkpoint(checkpoint)
+def run(checkpoints: Sequence[Path], out: Path, data_dir: Path, half: bool = False) -> int:
+    """`fer calibrate`: fit T on the valid split (PublicTest), write the checkpoint with it; several
+    checkpoints become one ensemble (fer.models.checkpoint.ensemble_of), calibrated as a whole."""
+    loaded = [load_checkpoint(path) for path in checkpoints]
+    state = loaded[0] if len(loaded) == 1 else ensemble_of(loaded, [str(path) for path in checkpoints])
     header = state.header
-    model = model_from_checkpoint(state, source=str(checkpoint))
+    source = " + ".join(map(str, checkpoints))
+    model = model_from_checkpoint(state, source=source)
     _, classes = load_classes(data_dir)
-    check_classes(header, classes, str(checkpoint), f"give --data a folder that holds {', '.join(header.classes)}")
+    check_classes(header, classes, source, f"give --data a folder that holds {', '.join(header.classes)}")
     images, labels = load_split(data_dir, "valid")
     probabilities = predict_proba(model, images, header.mean, header.std)
     temperature = fit_temperature(log_probabilities(probabilities), labels)

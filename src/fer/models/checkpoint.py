@@ -46,6 +46,7 @@ class CheckpointHeader:
     epoch: int | None = None  # the training epoch the weights come from
     val_acc: float | None = None  # validation accuracy at that epoch (best.pt)
     calibrated_on: str | None = None  # the data `fer calibrate` fitted the temperature on
+    members: int = 1  # networks of this shape whose probabilities are averaged (an ensemble when > 1)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored keys: every field that has a value, the classes as a list."""
@@ -64,6 +65,9 @@ class CheckpointHeader:
                 if isinstance(values[key], bool) or not isinstance(values[key], (int, float)):
                     raise FerError(f"{source}: checkpoint's '{key}' is not a number ({str(values[key])[:40]})")
                 values[key] = float(values[key])
+        members = values.get("members", 1)
+        if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+            raise FerError(f"{source}: checkpoint's 'members' is not a positive whole number ({str(members)[:40]})")
         if "classes" in values:
             classes = values["classes"]
             if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes):
@@ -150,6 +154,28 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint.from_dict(stored, str(path))
 
 
+# What the members of an ensemble must share: one network shape, one class set, one normalisation.
+_SHARED_BY_MEMBERS = ("model", "width", "dropout", "classes", "labels", "mean", "std")
+
+
+def ensemble_of(checkpoints: Sequence[Checkpoint], sources: Sequence[str]) -> Checkpoint:
+    """One checkpoint that averages the probabilities of single networks of the same shape, trained
+    on the same data. Their temperatures are not kept: calibrate the ensemble as a whole."""
+    first = checkpoints[0].header
+    for checkpoint, source in zip(checkpoints, sources, strict=True):
+        header = checkpoint.header
+        if header.members != 1:
+            raise FerError(f"{source}: already an ensemble of {header.members}; give its members instead")
+        for key in _SHARED_BY_MEMBERS:
+            if getattr(header, key) != getattr(first, key):
+                raise FerError(f"{source}: its {key} ({getattr(header, key)}) is not {sources[0]}'s "
+                               f"({getattr(first, key)}); an ensemble's members must share {key}")
+    weights = {f"members.{index}.{key}": value for index, checkpoint in enumerate(checkpoints)
+               for key, value in checkpoint.state_dict.items()}
+    shared = {key: getattr(first, key) for key in _SHARED_BY_MEMBERS}
+    return Checkpoint(CheckpointHeader(**shared, members=len(checkpoints)), weights)
+
+
 def check_classes(header: CheckpointHeader, classes: Sequence[str], source: str, advice: str) -> None:
     """Refuse to score or calibrate a model on data of another label set."""
     if header.classes != tuple(classes):
@@ -160,7 +186,8 @@ def check_classes(header: CheckpointHeader, classes: Sequence[str], source: str,
 def model_from_checkpoint(checkpoint: Checkpoint, source: str = "checkpoint") -> nn.Module:
     """Rebuild the network in eval mode from a loaded checkpoint."""
     header = checkpoint.header
-    model = build_model(header.model, len(header.classes), dropout=header.dropout, width=header.width)
+    model = build_model(header.model, len(header.classes), dropout=header.dropout, width=header.width,
+                        members=header.members)
     try:
         model.load_state_dict(checkpoint.state_dict)
     except RuntimeError as error:

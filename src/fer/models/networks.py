@@ -1,8 +1,10 @@
-"""The two classifiers, looked up by name. Both take (N, 1, 48, 48) float input and give 7 logits."""
+"""The two classifiers, looked up by name, and ensembles of them. All take (N, 1, 48, 48) float
+input and give one logit per class."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -81,5 +83,22 @@ class VGGNet(nn.Module):
 MODELS: dict[str, Callable[..., nn.Module]] = dict(zip(MODEL_NAMES, (BasicConvNet, VGGNet), strict=True))
 
 
-def build_model(name: str, num_classes: int, dropout: float = 0.0, width: float = 1.0) -> nn.Module:
-    return MODELS[check_choice("model", name, MODEL_NAMES)](num_classes, dropout=dropout, width=width)
+class Ensemble(nn.Module):
+    """Several networks as one: the log of their mean softmax output, which stands in for logits
+    (its softmax is the mean probability), so temperature scaling and TTA apply unchanged."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_probabilities = torch.stack([member(x).float().log_softmax(dim=1) for member in self.members])
+        return log_probabilities.logsumexp(dim=0) - math.log(len(self.members))
+
+
+def build_model(name: str, num_classes: int, dropout: float = 0.0, width: float = 1.0, members: int = 1) -> nn.Module:
+    """One network, or with `members` > 1 an Ensemble of that many of the same shape."""
+    network = MODELS[check_choice("model", name, MODEL_NAMES)]
+    if members == 1:
+        return network(num_classes, dropout=dropout, width=width)
+    return Ensemble([network(num_classes, dropout=dropout, width=width) for _ in range(members)])
