@@ -1,7 +1,7 @@
 """`fer serve`: the prediction path of one photo with each face detector, and a load test.
 
     .venv/bin/python benchmarks/serve.py [--model fer2013] [--runs 60] [--requests 500] [--concurrency 16]
-        [--json FILE]
+        [--compare MODEL ...] [--json FILE]
 
 Speed: one 640x480 JPEG holding one face (the real portrait of ../shared/data/photos cut to 4:3 and
 scaled, its face about 135 pixels; without it, the latency scene of benchmarks/predict.py), from its
@@ -9,7 +9,8 @@ bytes in memory to calibrated probabilities: decode, find faces, crop, classify,
 loaded. All are `fer.serving.server.predict_bytes`; only the detector differs: "hog" is the default
 (dlib's HOG at 80/60 of the photo: faces from 60 pixels), "haar" the half-size Haar search that was
 the default before it, "haar 1x" the whole-image Haar search (scale steps of 1.1, 5 neighbours) used
-before `fer serve` existed. They take turns (common.interleaved); reported: each one's median and
+before `fer serve` existed; with --compare, the hog path with each other model (say, the single
+network against an ensemble). They take turns (common.interleaved); reported: each one's median and
 p90, and the median of the per-round ratios of each to hog.
 
 Load: `fer serve` started on 127.0.0.1 (a free port) in a child process; --requests POSTs of that
@@ -61,16 +62,19 @@ def percentile(values: list[float], share: float) -> float:
     return float(np.percentile(values, share))
 
 
-def speed(data: bytes, classifier: Classifier, runs: int) -> dict[str, Any]:
+def speed(data: bytes, classifier: Classifier, runs: int, others: dict[str, Classifier]) -> dict[str, Any]:
+    """Each detector with `classifier`, and the default detector with each of `others` (by name)."""
     detectors = {DETECTORS[0]: make_detector(DETECTORS[0]), "haar": haar_detector(),
                  "haar 1x": haar_detector(**FULL_HAAR)}
     actions = {name: partial(predict_bytes, data, classifier, detector) for name, detector in detectors.items()}
+    actions |= {f"{DETECTORS[0]}, model {name}": partial(predict_bytes, data, other, detectors[DETECTORS[0]])
+                for name, other in others.items()}
     faces = {name: len(action().faces) for name, action in actions.items()}
     seconds = seconds_in_turns(actions, runs, warmup=5)
     report: dict[str, Any] = {
         name: {"median_ms": 1000 * statistics.median(values), "p90_ms": 1000 * percentile(values, 90),
                "faces": faces[name]} for name, values in seconds.items()}
-    for name in list(detectors)[1:]:
+    for name in list(actions)[1:]:
         ratios = [other / default for other, default in zip(seconds[name], seconds[DETECTORS[0]])]
         report[name]["ratio_to_default"] = {"median": statistics.median(ratios), "p10": percentile(ratios, 10),
                                             "p90": percentile(ratios, 90)}
@@ -219,12 +223,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--json", type=Path, help="also write every figure as JSON")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
+                        help="also time the photo path (default detector) with these models, in the same turns")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model, note = model_for(args.model, folder)
         data, photo_note = photo(folder)
-        fast = speed(data, load_classifier(model), args.runs)
+        fast = speed(data, load_classifier(model), args.runs, {name: load_classifier(name) for name in args.compare})
         burst_report = load(model, data, args.requests, args.concurrency)
     about = machine()
     print("\n".join(report_lines(about, f"{note}; {photo_note}", fast, burst_report)))
