@@ -286,7 +286,7 @@ def test_calibrate_keeps_the_classes(ferplus_run: Path, tmp_path: Path) -> None:
     write_arrays(seven, {"valid": 16})
     with pytest.raises(FerError, match="trained on classes .*Contempt, but .* holds Angry"):
         from fer.evaluation import calibration
-        calibration.run(ferplus_run / "models/basic/best.pt", tmp_path / "no.pt", seven)
+        calibration.run([ferplus_run / "models/basic/best.pt"], tmp_path / "no.pt", seven)
     assert not (tmp_path / "no.pt").exists()
 
 
