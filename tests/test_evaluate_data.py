@@ -95,12 +95,18 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
     assert expected_calibration_error(calibrated, labels) < expected_calibration_error(overconfident, labels) / 3
 
 
-def test_calibrate_stores_the_temperature_and_keeps_every_prediction(tmp_path: Path, checkpoint: Path) -> None:
-    data = tmp_path / "data"
+def valid_split(data: Path, seed: int) -> np.ndarray:
+    """A `fer preprocess`-style folder holding only a valid split of 64 random faces; returns them."""
     write_classes(data)
-    images = np.random.default_rng(1).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    images = np.random.default_rng(seed).integers(0, 256, (64, 48, 48), dtype=np.uint8)
     np.save(data / "valid_images.npy", images)
     np.save(data / "valid_labels.npy", np.arange(64, dtype=np.int64) % 7)
+    return images
+
+
+def test_calibrate_stores_the_temperature_and_keeps_every_prediction(tmp_path: Path, checkpoint: Path) -> None:
+    data = tmp_path / "data"
+    images = valid_split(data, seed=1)
     out = tmp_path / "calibrated.pt"
     assert main(["calibrate", str(checkpoint), "--out", str(out), "--data", str(data), "--half"]) == 0
     stored = load_checkpoint(out)
@@ -122,21 +128,17 @@ def test_an_ensemble_averages_the_models_probabilities(tmp_path: Path, checkpoin
 
 def test_calibrating_several_checkpoints_ships_their_ensemble_in_one_file(tmp_path: Path, checkpoint: Path) -> None:
     data = tmp_path / "data"
-    write_classes(data)
-    images = np.random.default_rng(2).integers(0, 256, (64, 48, 48), dtype=np.uint8)
-    np.save(data / "valid_images.npy", images)
-    np.save(data / "valid_labels.npy", np.arange(64, dtype=np.int64) % 7)
+    images = valid_split(data, seed=2)
     other = write_untrained_checkpoint(tmp_path / "other.pt", seed=1)
     out = tmp_path / "ensemble.pt"
     assert main(["calibrate", str(checkpoint), str(other), "--out", str(out), "--data", str(data)]) == 0
     ensemble = load_classifier(out)
     assert load_checkpoint(out).header.members == 2 and ensemble.temperature != 1.0
-    averaged = (load_classifier(checkpoint).predict_proba(images) + load_classifier(other).predict_proba(images)) / 2
-    uncalibrated = replace(ensemble, temperature=1.0).predict_proba(images, tta="flip")
-    flipped = (load_classifier(checkpoint).predict_proba(images, tta="flip")
-               + load_classifier(other).predict_proba(images, tta="flip")) / 2
-    assert np.abs(replace(ensemble, temperature=1.0).predict_proba(images) - averaged).max() < 1e-5
-    assert np.abs(uncalibrated - flipped).max() < 1e-5
+    uncalibrated = replace(ensemble, temperature=1.0)
+    members = [load_classifier(checkpoint), load_classifier(other)]
+    for tta in ("none", "flip"):
+        averaged = np.mean([member.predict_proba(images, tta=tta) for member in members], axis=0)
+        assert np.abs(uncalibrated.predict_proba(images, tta=tta) - averaged).max() < 1e-5
 
 
 @pytest.mark.parametrize(("model", "width", "message"), [
