@@ -6,11 +6,12 @@
 Speed: one 640x480 JPEG holding one face (the real portrait of ../shared/data/photos cut to 4:3 and
 scaled, its face about 135 pixels; without it, the latency scene of benchmarks/predict.py), from its
 bytes in memory to calibrated probabilities: decode, find faces, crop, classify, the model already
-loaded. All are `fer.serving.server.predict_bytes`; only the detector differs: "hog" is the default
-(dlib's HOG at 80/60 of the photo: faces from 60 pixels), "haar" the half-size Haar search that was
-the default before it, "haar 1x" the whole-image Haar search (scale steps of 1.1, 5 neighbours) used
-before `fer serve` existed; with --compare, the hog path with each other model (say, the single
-network against an ensemble). They take turns (common.interleaved); reported: each one's median and
+loaded. All are `fer.serving.server.predict_bytes`; only the detector differs: "yunet" is the default
+where its wheel installs (YuNet on a copy of 480 pixels), "hog" the default elsewhere (dlib's HOG at
+80/60 of the photo: faces from 60 pixels), "haar" the half-size Haar search that was the default
+before them, "haar 1x" the whole-image Haar search (scale steps of 1.1, 5 neighbours) used before
+`fer serve` existed; with --compare, the default detector's path with each other model (say, the
+single network against an ensemble). They take turns (common.interleaved); reported: each one's median and
 p90, and the median of the per-round ratios of each to hog.
 
 Load: `fer serve` started on 127.0.0.1 (a free port) in a child process; --requests POSTs of that
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 from common import REPO, machine, seconds_in_turns
-from fer.choices import DETECTORS
+from fer.choices import default_detector
 from fer.errors import FerError
 from fer.inference.detectors import haar_detector, make_detector
 from fer.inference.models import Classifier, load_classifier
@@ -63,11 +64,14 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def speed(data: bytes, classifier: Classifier, runs: int, others: dict[str, Classifier]) -> dict[str, Any]:
-    """Each detector with `classifier`, and the default detector with each of `others` (by name)."""
-    detectors = {DETECTORS[0]: make_detector(DETECTORS[0]), "haar": haar_detector(),
-                 "haar 1x": haar_detector(**FULL_HAAR)}
+    """Each detector with `classifier`, and the default detector with each of `others` (by name); the
+    ratios are to hog's photo path, timed in the same rounds."""
+    default = default_detector()
+    names = ["hog", *(["yunet"] if yunet_module() is not None else [])]
+    detectors = {name: make_detector(name) for name in names} | {
+        "haar": haar_detector(), "haar 1x": haar_detector(**FULL_HAAR)}
     actions = {name: partial(predict_bytes, data, classifier, detector) for name, detector in detectors.items()}
-    actions |= {f"{DETECTORS[0]}, model {name}": partial(predict_bytes, data, other, detectors[DETECTORS[0]])
+    actions |= {f"{default}, model {name}": partial(predict_bytes, data, other, detectors[default])
                 for name, other in others.items()}
     faces = {name: len(action().faces) for name, action in actions.items()}
     seconds = seconds_in_turns(actions, runs, warmup=5)
@@ -75,8 +79,8 @@ def speed(data: bytes, classifier: Classifier, runs: int, others: dict[str, Clas
         name: {"median_ms": 1000 * statistics.median(values), "p90_ms": 1000 * percentile(values, 90),
                "faces": faces[name]} for name, values in seconds.items()}
     for name in list(actions)[1:]:
-        ratios = [other / default for other, default in zip(seconds[name], seconds[DETECTORS[0]])]
-        report[name]["ratio_to_default"] = {"median": statistics.median(ratios), "p10": percentile(ratios, 10),
+        ratios = [other / hog for other, hog in zip(seconds[name], seconds["hog"])]
+        report[name]["ratio_to_hog"] = {"median": statistics.median(ratios), "p10": percentile(ratios, 10),
                                             "p90": percentile(ratios, 90)}
     report["runs"] = runs
     return report
@@ -201,9 +205,9 @@ def report_lines(about: dict[str, Any], note: str, fast: dict[str, Any], burst_r
             continue
         lines.append(f"  {name}: median {figures['median_ms']:.1f} ms, p90 {figures['p90_ms']:.1f} ms, "
                      f"{figures['faces']} face(s) found")
-        if "ratio_to_default" in figures:
-            ratio = figures["ratio_to_default"]
-            lines[-1] += (f"; {name}/{DETECTORS[0]} median of per-round ratios {ratio['median']:.2f} "
+        if "ratio_to_hog" in figures:
+            ratio = figures["ratio_to_hog"]
+            lines[-1] += (f"; {name}/hog median of per-round ratios {ratio['median']:.2f} "
                           f"(p10 {ratio['p10']:.2f}, p90 {ratio['p90']:.2f})")
     lines.append("")
     rss = ", ".join(f"{key} {value:.0f} MB" for key, value in burst_report["rss_mb"].items())

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from common import REPO, git_commit, interleaved, machine
-from fer.choices import DETECTORS, SHIPPED_MODELS
+from fer.choices import SHIPPED_MODELS, default_detector
 from fer.inference.models import load_classifier
 from fer.serving.results import csv_rows
 from fer.serving.video import VideoOptions, analyse_video
@@ -83,7 +83,7 @@ def main() -> None:
             return {"seconds": seconds, "fps": result.frames / seconds, "tracks": len(result.tracks)}
 
         results = interleaved({"csv": lambda: analyse(False), "csv+annotate": lambda: analyse(True)}, args.rounds)
-    report = {"machine": machine(), "commit": git_commit(), "detector": DETECTORS[0], "model": SHIPPED_MODELS[0],
+    report = {"machine": machine(), "commit": git_commit(), "detector": default_detector(), "model": SHIPPED_MODELS[0],
               "clip": {"frames": frames, "fps": FPS, "size": list(SIZE), "photos": [p.name for p in photos]}}
     for name, runs in results.items():
         fps = statistics.median(run["fps"] for run in runs)

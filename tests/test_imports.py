@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": set(),
     "models": set(),
     "pretrained": set(),
-    "training": {"data", "models"},
+    "training": {"data", "models", "pretrained"},  # pretrained: a shipped model to fine-tune (train.init)
     "inference": {"models", "pretrained"},
     "evaluation": {"data", "models", "inference"},
     "serving": {"models", "inference", "pretrained"},

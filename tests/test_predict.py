@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, png_claiming, requires_shared_data, write_untrained_checkpoint
-from fer.choices import DETECTORS
+from fer.choices import default_detector
 from fer.cli import main
 from fer.emotions import FER2013_CLASSES
 from fer.imaging import BadImage, image_size, read_image
@@ -168,7 +168,7 @@ def test_json_schema_and_table(checkpoint, tmp_path, capfd):
     assert set(result) == {"model", "detector", "tta", "emotions", "images", "videos", "video_options", "failed",
                            "summary"}
     assert result["videos"] == [] and result["summary"]["videos"] == 0
-    assert result["emotions"] == list(FER2013_CLASSES) and result["detector"] == DETECTORS[0]
+    assert result["emotions"] == list(FER2013_CLASSES) and result["detector"] == default_detector()
     assert result["images"][1] == {"path": str(tmp_path / "empty.jpg"), "width": 160, "height": 120, "faces": []}
 
     assert main(["predict", str(tmp_path / "face.png"), "--model", str(checkpoint), "--detector", "none",

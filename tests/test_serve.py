@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import REPO, png_claiming, write_untrained_checkpoint
-from fer.choices import DETECTORS
+from fer.choices import default_detector
 from fer.cli import main
 from fer.data.synth import generate
 from fer.emotions import FER2013_CLASSES
@@ -37,7 +37,7 @@ LIMIT = 1024 * 1024  # a small upload limit, so that "too large" needs no big bu
 def _scene(seed: int, width: int, height: int, side: int) -> np.ndarray:
     rows, cols = np.mgrid[0:height, 0:width]
     background = 60 + 100 * cols / width + 40 * rows / height
-    detector = make_detector(DETECTORS[0])
+    detector = make_detector(default_detector())
     faces, _ = generate(3, seed=seed)
     for face in faces:
         scene = np.clip(background + np.random.default_rng(seed).normal(0, 6, (height, width)), 0, 255)
@@ -95,7 +95,7 @@ def test_health_names_the_model_and_classes(client):
     health = client.get("/api/health").json()
     assert health["model"] == {"name": "basic.pt", "architecture": "basic", "kind": "checkpoint", "temperature": 1.0}
     assert health["classes"] == list(FER2013_CLASSES) and health["max_upload_bytes"] == LIMIT
-    assert health["detector"] == DETECTORS[0]
+    assert health["detector"] == default_detector()
 
 
 def test_predict_answers_like_fer_predict_json(client, photo, checkpoint, tmp_path):
@@ -105,8 +105,8 @@ def test_predict_answers_like_fer_predict_json(client, photo, checkpoint, tmp_pa
     path = tmp_path / "photo.jpg"
     path.write_bytes(photo)
     classifier = load_classifier(checkpoint)
-    results, _ = predict_images([Source(path, Path(path.name))], classifier, make_detector(DETECTORS[0]))
-    expected = to_json(results, [], classifier, str(checkpoint), DETECTORS[0], "none")["images"][0]
+    results, _ = predict_images([Source(path, Path(path.name))], classifier, make_detector(default_detector()))
+    expected = to_json(results, [], classifier, str(checkpoint), default_detector(), "none")["images"][0]
     assert body.pop("elapsed_ms") >= 0
     assert body == {key: value for key, value in expected.items() if key != "path"}
     assert (body["width"], body["height"]) == (640, 480) and len(body["faces"]) == 1
@@ -248,7 +248,7 @@ def test_a_worker_that_cannot_load_the_model_stops_with_one_line(monkeypatch, ca
     status, on which the parent stops all workers instead of restarting that one forever."""
     from uvicorn.config import STARTUP_FAILURE
 
-    settings = WorkerSettings("no/such/model.pt", "model.pt", LIMIT, DETECTORS[0], threads=1)
+    settings = WorkerSettings("no/such/model.pt", "model.pt", LIMIT, default_detector(), threads=1)
     monkeypatch.setenv(WORKER_SETTINGS_VARIABLE, json.dumps(dataclasses.asdict(settings)))
     with pytest.raises(SystemExit) as stopped:
         worker_app()

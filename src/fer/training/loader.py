@@ -43,6 +43,10 @@ def _affine_thetas(n: int, augment: dict[str, Any], g: torch.Generator, device: 
         shift = (torch.rand(n, 2, generator=g, device=device) * 2 - 1) * (1 - scale).unsqueeze(1)
     if augment["translate"] > 0:
         shift = shift + (torch.rand(n, 2, generator=g, device=device) * 2 - 1) * 2 * augment["translate"]
+    if augment.get("scale", 0):
+        # The face larger or smaller in its frame, as detectors' crops vary: a factor in [1/(1+s), 1+s].
+        spread = math.log1p(augment["scale"])
+        scale = scale * _uniform(n, -spread, spread, g, device).exp()
     angle = _uniform(n, -1.0, 1.0, g, device) * math.radians(augment["rotate_degrees"])
     mirror = torch.ones(n, device=device)
     if augment["flip"]:
@@ -95,7 +99,7 @@ def augment_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator,
     are drawn for all `total` and sliced, so an image's augmentation does not depend on the share."""
     total = x.shape[0] if total is None else total
     identity = (augment["crop"] == "none" and not augment["flip"]
-                and augment["rotate_degrees"] == 0 and augment["translate"] == 0)
+                and augment["rotate_degrees"] == 0 and augment["translate"] == 0 and not augment.get("scale", 0))
     if not identity:
         theta = _affine_thetas(total, augment, g, x.device)[rows]
         grid = _sampling_grid(theta, x.shape[2], x.shape[3])
@@ -103,6 +107,97 @@ def augment_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator,
     if augment["erase_prob"] > 0:
         x = _erase(x, augment["erase_prob"], g, rows, total)
     return x
+
+
+# Real photos differ from FER-2013's crops in light, focus, resolution and compression. The photo
+# augmentations imitate those, on whole batches in pixel space ([0, 1]); each draws its random
+# numbers only when it is on, so a recipe without them replays exactly as before they existed.
+PHOTO_KEYS = ("brightness", "contrast", "gamma", "blur_prob", "low_res_prob", "jpeg_prob")
+BLUR_SIGMA = (0.5, 1.5)  # Gaussian blur, in pixels of the 48x48 face
+LOW_RES_SIDES = (16, 20, 24, 32)  # a face seen this small, enlarged back to 48
+JPEG_QUALITY = (10, 60)
+# The JPEG standard's luminance table (quality 50), which libjpeg scales for other qualities.
+_JPEG_LUMA = torch.tensor([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], dtype=torch.float32)
+
+
+def _dct_matrix(size: int = 8) -> torch.Tensor:
+    """The orthonormal DCT-II basis, rows are frequencies: blocks -> D @ block @ D.T."""
+    k = torch.arange(size, dtype=torch.float32)
+    basis = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * size)) * math.sqrt(2 / size)
+    basis[0] /= math.sqrt(2)
+    return basis
+
+
+def _chosen(n: int, probability: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) < probability
+
+
+def _blur(p: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each image blurred by a Gaussian of its own sigma: one grouped, separable convolution."""
+    n, _, height, width = p.shape
+    offsets = torch.arange(-3, 4, device=p.device, dtype=p.dtype)
+    kernel = torch.exp(-offsets[None, :] ** 2 / (2 * sigma[:, None] ** 2))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(p.dtype)
+    flat = p.reshape(1, n, height, width)
+    flat = F.conv2d(F.pad(flat, (3, 3, 0, 0), mode="reflect"), kernel.view(n, 1, 1, 7), groups=n)
+    flat = F.conv2d(F.pad(flat, (0, 0, 3, 3), mode="reflect"), kernel.view(n, 1, 7, 1), groups=n)
+    return flat.reshape(n, 1, height, width)
+
+
+def _jpeg(p: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """JPEG's lossy step on each image at its own quality: 8x8 block DCT, quantised with the
+    standard luminance table scaled as libjpeg scales it, and back."""
+    n, _, height, width = p.shape
+    scale = torch.where(quality < 50, 5000 / quality, 200 - 2 * quality) / 100
+    table = (_JPEG_LUMA.to(p.device)[None] * scale[:, None, None]).round().clamp(min=1)[:, None, None]
+    dct = _dct_matrix().to(p.device)
+    blocks = (p.reshape(n, height // 8, 8, width // 8, 8).transpose(2, 3) * 255 - 128)
+    coefficients = dct @ blocks @ dct.T
+    blocks = dct.T @ ((coefficients / table).round() * table) @ dct
+    return ((blocks + 128) / 255).transpose(2, 3).reshape(n, 1, height, width)
+
+
+def degrade_batch(x: torch.Tensor, augment: dict[str, Any], g: torch.Generator, mean: float, std: float,
+                  rows: slice = slice(None), total: int | None = None) -> torch.Tensor:
+    """The photo augmentations of `augment` (light, blur, low resolution, JPEG) on a normalised batch.
+
+    As in `augment_batch`, `x` may be rows `rows` of a global batch of `total`; every draw is made
+    for all `total` images and sliced."""
+    if not any(augment.get(key, 0) for key in PHOTO_KEYS):
+        return x
+    total = x.shape[0] if total is None else total
+    device = x.device
+    p = (x * std + mean).clamp_(0.0, 1.0)
+    if augment.get("brightness", 0):
+        p = p + _uniform(total, -augment["brightness"], augment["brightness"], g, device)[rows].view(-1, 1, 1, 1)
+    if augment.get("contrast", 0):
+        spread = math.log1p(augment["contrast"])
+        factor = _uniform(total, -spread, spread, g, device).exp()[rows].view(-1, 1, 1, 1)
+        centre = p.mean(dim=(1, 2, 3), keepdim=True)
+        p = (p - centre) * factor + centre
+    if augment.get("gamma", 0):
+        exponent = _uniform(total, -augment["gamma"], augment["gamma"], g, device).exp()[rows].view(-1, 1, 1, 1)
+        p = p.clamp(0.0, 1.0) ** exponent
+    if augment.get("blur_prob", 0):
+        chosen = _chosen(total, augment["blur_prob"], g, device)[rows]
+        sigma = _uniform(total, *BLUR_SIGMA, g, device)[rows]
+        p = torch.where(chosen.view(-1, 1, 1, 1), _blur(p, sigma), p)
+    if augment.get("low_res_prob", 0):
+        chosen = _chosen(total, augment["low_res_prob"], g, device)[rows]
+        side = torch.randint(len(LOW_RES_SIDES), (total,), generator=g, device=device)[rows]
+        for index, size in enumerate(LOW_RES_SIDES):
+            picked = chosen & (side == index)
+            if picked.any():
+                small = F.interpolate(p[picked], size=(size, size), mode="area")
+                p[picked] = F.interpolate(small, size=p.shape[2:], mode="bilinear", align_corners=False)
+    if augment.get("jpeg_prob", 0):
+        chosen = _chosen(total, augment["jpeg_prob"], g, device)[rows]
+        quality = torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (total,), generator=g, device=device)[rows]
+        p = torch.where(chosen.view(-1, 1, 1, 1), _jpeg(p.clamp(0.0, 1.0), quality.float()), p)
+    return (p.clamp_(0.0, 1.0) - mean) / std
 
 
 def mix_batch(x: torch.Tensor, y: torch.Tensor, mix: str, alpha: float, classes: int, g: torch.Generator,
@@ -179,6 +274,7 @@ class BatchLoader:
             x = normalize(self.images[index[rows]], self.mean, self.std, channels_last=False)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, generator, rows, len(index))
+                x = degrade_batch(x, self.augment, generator, self.mean, self.std, rows, len(index))
             y = self.labels[index[rows]]
             if self.mix != "none":
                 x, y = mix_batch(x, y, self.mix, self.mix_alpha, self.classes, generator, rows, len(index))

@@ -27,11 +27,13 @@ from torch.optim.lr_scheduler import ExponentialLR, LambdaLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+import fer.pretrained
 from fer.atomic import atomic_path, write_json
+from fer.choices import SHIPPED_MODELS
 from fer.data.arrays import load_classes, load_probabilities, load_split
 from fer.errors import FerError
 from fer.layout import DATA_DIR, RunPaths
-from fer.models.checkpoint import Checkpoint, CheckpointHeader, load_checkpoint, save_checkpoint
+from fer.models.checkpoint import Checkpoint, CheckpointHeader, load_checkpoint, member_of, save_checkpoint
 from fer.models.inputs import train_statistics
 from fer.models.networks import build_model
 from fer.params import DEFAULT_PARAMS, model_params
@@ -141,6 +143,23 @@ def _write_curves(path: Path, history: list[dict[str, Any]]) -> None:
         writer.writerows(history)
 
 
+def _initial_weights(params: dict[str, Any], name: str, classes: list[str]) -> Checkpoint | None:
+    """The network to fine-tune (`train.init`), checked against the one being trained; None from scratch."""
+    init = params["init"]
+    if init == "none":
+        return None
+    path = Path(fer.pretrained.__file__).parent / f"{init}.pt" if init in SHIPPED_MODELS else Path(init)
+    if not path.is_file():
+        raise FerError(f"train.init: {path}: no such checkpoint, and not a shipped model ({', '.join(SHIPPED_MODELS)})")
+    start = member_of(load_checkpoint(path), params["init_member"], str(path))
+    header = start.header
+    for key, wanted in (("model", name), ("width", float(params["width"])), ("classes", tuple(classes))):
+        if getattr(header, key) != wanted:
+            raise FerError(f"train.init: {path}: its {key} is {getattr(header, key)}; "
+                           f"the model trained here has {wanted}")
+    return start
+
+
 def _resumable(paths: RunPaths, fingerprint: str, epochs: int) -> Checkpoint | None:
     if not paths.last.exists():
         return None
@@ -214,8 +233,10 @@ def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, d
     # Soft targets (FER+ vote distributions) train; validation always scores the majority label.
     train_targets = (load_probabilities(data_dir, train_labels) if params["targets"] == "probability"
                      else train_labels)
-    # The normalisation statistics come from train alone and travel inside every checkpoint.
-    mean, std = train_statistics(train_images)
+    start = _initial_weights(params, name, classes)
+    # The normalisation statistics come from train alone and travel inside every checkpoint; a
+    # fine-tuned network keeps the ones it was trained with.
+    mean, std = train_statistics(train_images) if start is None else (start.header.mean, start.header.std)
     fingerprint = _fingerprint({**params, "classes": classes},
                                [train_images, train_targets, valid_images, valid_labels])
 
@@ -228,6 +249,8 @@ def _train(name: str, params: dict[str, Any], data_dir: Path, paths: RunPaths, d
 
     torch.manual_seed(params["seed"])
     model = build_model(name, len(classes), dropout=params["dropout"], width=params["width"])
+    if start is not None:
+        model.load_state_dict(start.state_dict)
     model = distributed.sync_batchnorm(model, world, params["sync_batchnorm"]).to(device)
     if params["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
