@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from common import REPO, machine, seconds_in_turns
-from fer.choices import default_detector
+from fer.choices import default_detector, yunet_module
 from fer.errors import FerError
 from fer.inference.detectors import haar_detector, make_detector
 from fer.inference.models import Classifier, load_classifier
