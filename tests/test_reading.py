@@ -438,37 +438,48 @@ def test_folder_without_test(tmp_path: Path) -> None:
 PIXELS_FIELD = re.compile(rf"[0-9]{{1,3}}(?: [0-9]{{1,3}}){{{IMAGE_SIZE * IMAGE_SIZE - 1}}}")
 
 
-def reference_row(line: str) -> tuple[str, int, list[int]] | None:
-    """(split, label, pixels) of one data line without its line ending, or None if it is bad."""
+def reference_usage(field: str, any_usage: bool) -> str | None:
+    """The Usage of a raw field: one of FER-2013's three, or with `any_usage` any text of up to 64
+    characters (spaces and quotes around it trimmed) without control characters; None if bad."""
+    usage = field.strip(' "')
+    if not any_usage:
+        return usage if usage in USAGE_SPLIT else None
+    return usage if usage and len(field) <= 64 and min(map(ord, usage)) >= 0x20 else None
+
+
+def reference_row(line: str, any_usage: bool = False) -> tuple[str, int, list[int]] | None:
+    """(split, label, pixels) of one data line without its line ending, or None if it is bad; with
+    `any_usage`, (Usage, label, pixels)."""
     if "\r" in line:  # a CR belongs to the line ending only; anywhere else it is a stray byte
         return None
     fields = next(csv.reader([line], quoting=csv.QUOTE_NONE))
     if len(fields) != 3:
         return None
-    emotion, pixels, usage = fields[0].strip(' "'), fields[1], fields[2].strip(' "')
-    if emotion not in {str(label) for label in range(len(FER2013_CLASSES))} or usage not in USAGE_SPLIT:
+    emotion, pixels, usage = fields[0].strip(' "'), fields[1], reference_usage(fields[2], any_usage)
+    if emotion not in {str(label) for label in range(len(FER2013_CLASSES))} or usage is None:
         return None
     if len(pixels) >= 2 and pixels[0] == pixels[-1] == '"':
         pixels = pixels[1:-1]
     if not PIXELS_FIELD.fullmatch(pixels):
         return None
     values = [int(value) for value in pixels.split(" ")]
-    return (USAGE_SPLIT[usage], int(emotion), values) if max(values) <= 255 else None
+    return (usage if any_usage else USAGE_SPLIT[usage], int(emotion), values) if max(values) <= 255 else None
 
 
-def reference_parse(data: bytes) -> tuple[int | None, dict[str, list[tuple[int, list[int]]]]]:
-    """Line by line in plain Python: (first bad line, (label, pixels) per split)."""
-    rows: dict[str, list[tuple[int, list[int]]]] = {split: [] for split in SPLITS}
+def reference_parse(data: bytes, any_usage: bool = False) -> tuple[int | None, dict[str, list[tuple[int, list[int]]]]]:
+    """Line by line in plain Python: (first bad line, (label, pixels) per split, or with `any_usage`
+    per Usage value, in order of first appearance)."""
+    rows: dict[str, list[tuple[int, list[int]]]] = {} if any_usage else {split: [] for split in SPLITS}
     lines = data.decode("latin-1").split("\n")  # latin-1: every byte stays one character
     for number, line in enumerate(lines[1:], start=2):
         line = line.removesuffix("\r")
         if not line:
             continue
-        row = reference_row(line)
+        row = reference_row(line, any_usage)
         if row is None:
             return number, rows
         split, label, values = row
-        rows[split].append((label, values))
+        rows.setdefault(split, []).append((label, values))
     return None, rows
 
 
@@ -505,3 +516,81 @@ def test_random_damage_is_caught_exactly_where_it_is(tmp_path: Path, monkeypatch
         else:  # every line is good, but none is left for some split
             with pytest.raises(FerError, match=f"damaged{trial}.csv: no rows with Usage .* split would be empty"):
                 read_csv(path)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_damage_with_any_usage_is_caught_exactly_where_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    seed: int) -> None:
+    """The same for read_csv_usages, which takes any Usage text, on rows whose Usage is short text."""
+    rng = np.random.default_rng(100 + seed)
+    monkeypatch.setattr(reading, "_BLOCK_BYTES", int(rng.choice([9000, 30_000, 1 << 20])))
+    usages = ["Test", "Dev", "Test", "x", "Dev", "Test", "Other"]
+    clean = ("\n".join(replace_usages(csv_lines(sample_images(seed=seed)), usages)) + "\n").encode()
+    header_end = clean.index(b"\n") + 1
+    for trial in range(25):
+        data = bytearray(clean)
+        for _ in range(int(rng.integers(1, 3))):
+            at = int(rng.integers(header_end, len(data)))
+            byte = bytes([int(rng.choice(list(b' ,"\r\n0123456789a-.\t\x00')))])
+            edit = rng.integers(3)
+            data[at:at + (edit > 0)] = byte if edit < 2 else b""
+        path = tmp_path / f"damaged{trial}.csv"
+        path.write_bytes(bytes(data))
+        bad_line, rows = reference_parse(bytes(data), any_usage=True)
+        if b"\0" in data[:4096]:
+            with pytest.raises(FerError, match="binary data, not a CSV text file"):
+                reading.read_csv_usages(path)
+        elif bad_line is not None:
+            with pytest.raises(FerError, match=f"damaged{trial}.csv: line {bad_line}: "):
+                reading.read_csv_usages(path)
+        else:
+            result = reading.read_csv_usages(path)
+            assert result.usage_names == tuple(rows)
+            for code, usage in enumerate(result.usage_names):
+                chosen = result.usages == code
+                assert result.labels[chosen].tolist() == [label for label, _ in rows[usage]]
+                assert result.images[chosen].reshape(-1, 2304).tolist() == [values for _, values in rows[usage]]
+
+
+# --- CSV with any Usage values (fer evaluate --data) ----------------------------------------------
+
+def replace_usages(lines: list[str], usages: list[str]) -> list[str]:
+    """The header, then each data line with its Usage (the last field) replaced."""
+    return [lines[0], *(line.rsplit(",", 1)[0] + "," + usage for line, usage in zip(lines[1:], usages, strict=True))]
+
+
+@pytest.mark.parametrize("block_bytes", [9000, 1 << 20])
+def test_any_usage_values_in_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int) -> None:
+    monkeypatch.setattr(reading, "_BLOCK_BYTES", block_bytes)  # small blocks: the threads meet values out of order
+    usages = ["Test", "Test", "Validation", "Test", "Training", "Validation", "PrivateTest"]
+    path = write_csv(tmp_path / "a.csv.gz", replace_usages(csv_lines(sample_images()), usages))
+    rows = reading.read_csv_usages(path)
+    assert rows.usage_names == ("Test", "Validation", "Training", "PrivateTest")
+    assert [rows.usage_names[code] for code in rows.usages] == usages
+    assert np.array_equal(rows.images, sample_images()) and rows.labels.tolist() == list(LABELS)
+    assert rows.lines.tolist() == list(range(2, 2 + len(usages)))
+
+
+def test_fer2013_usages_are_read_as_they_are(tmp_path: Path) -> None:
+    rows = reading.read_csv_usages(good_csv(tmp_path))
+    assert rows.usage_names == ("Training", "PublicTest", "PrivateTest")
+    assert [rows.usage_names[code] for code in rows.usages] == list(USAGES)
+
+
+@pytest.mark.parametrize(("usage", "expected"), [
+    ("", "line 3: the Usage field is empty"),
+    ('""', "line 3: the Usage field is empty"),
+    ("x" * 65, "line 3: the Usage field is over 64 characters long"),
+    ("Te\tst", "line 3: Usage 'Te\\tst' holds a control character"),
+])
+def test_bad_usage_text_names_its_line(tmp_path: Path, usage: str, expected: str) -> None:
+    usages = ["Test", usage, *["Test"] * (len(USAGES) - 2)]
+    path = write_csv(tmp_path / "a.csv", replace_usages(csv_lines(sample_images()), usages))
+    with pytest.raises(FerError, match=re.escape(f"a.csv: {expected}")):
+        reading.read_csv_usages(path)
+
+
+def test_preprocess_still_refuses_other_usage_values(tmp_path: Path) -> None:
+    usages = ["Training", "PublicTest", "PrivateTest", "Test", "Training", "PublicTest", "PrivateTest"]
+    path = write_csv(tmp_path / "a.csv", replace_usages(csv_lines(sample_images()), usages))
+    assert "a.csv: line 5: Usage 'Test' is not one of Training, PublicTest, PrivateTest" in rejection(path)

@@ -2,7 +2,8 @@
 data to score a model on): one reader for both.
 
 The sources are the Kaggle CSV (plain or gzip) and the Kaggle image folder (train/ and test/, each
-with one folder per class); `fer evaluate --data` also takes a folder of class folders. Class
+with one folder per class); `fer evaluate --data` also takes a folder of class folders, and a CSV in
+FER-2013's layout whose Usage column holds other values (`Test`, only `Training`, ...). Class
 folders may use any spelling of emotions.CLASS_SPELLINGS (angry/anger, happy/happiness, ...), and a
 folder's labels are its folder names. The CSV's labels are FER-2013's, or FER+'s majority labels
 from a votes file.
@@ -16,8 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from fer.data import ferplus
-from fer.data.reading import Dataset, holds_split_folders, read_class_folders, read_csv, read_folder, read_source
-from fer.emotions import LABEL_SETS, SPLITS, USAGE_TO_SPLIT
+from fer.data.reading import (
+    CsvRows,
+    Dataset,
+    holds_split_folders,
+    read_class_folders,
+    read_csv,
+    read_csv_usages,
+    read_folder,
+    read_source,
+)
+from fer.emotions import LABEL_SETS, SPLIT_TO_USAGE, SPLITS, USAGE_TO_SPLIT
 from fer.errors import FerError
 from fer.params import DATA_CODE_DEFAULTS
 
@@ -61,29 +71,62 @@ def read_dataset(source: Path, labels: str, votes: str | Path | None = None, con
 def read_labelled(path: Path, classes: Sequence[str], split: str | None = None,
                   votes: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`fer evaluate --data`: images and labels (indices into the model's `classes`) from a CSV (all
-    rows or one split, with the labels of the model's label set), an image folder (all of it or one
-    split, as preprocess splits it) or a folder of class folders."""
+    rows or those of one Usage value, with the labels of the model's label set), an image folder (all
+    of it or one split, as preprocess splits it) or a folder of class folders."""
     if not path.exists():
         raise FerError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _read_folder(path, classes, split, votes)
+    if not path.name.lower().endswith((".csv", ".csv.gz")):
+        raise FerError(f"{path}: not a .csv, .csv.gz or folder of class folders")
+    labels = label_set_of(classes)
+    if labels is None:
+        raise FerError(f"{path}: the model's classes ({', '.join(classes)}) are no label set that a CSV can "
+                       f"supply ({', '.join(LABEL_SETS)}); evaluate it on class folders")
+    votes_path = votes_file(labels, str(path), votes)
+    if votes_path is None:
+        return _usage_rows(read_csv_usages(path), split, path)
+    # FER+ votes line up with FER-2013's own CSV, row by row and split by split
+    _check_split_name(split)
+    return _split_rows(relabelled(read_csv(path), votes_path, str(path)), split)
+
+
+def _read_folder(path: Path, classes: Sequence[str], split: str | None,
+                 votes: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+    if votes is not None:
+        raise FerError(f"{path}: --ferplus-votes applies to a CSV; a folder's labels are its folder names")
+    if not holds_split_folders(path):
+        if split is not None:
+            raise FerError(f"{path}: --split applies to a CSV or an image folder with train/ and test/; "
+                           "for a folder of class folders, name the folder of the split")
+        return read_class_folders(path, classes)
+    _check_split_name(split)
+    return _split_rows(read_folder(path, DATA_CODE_DEFAULTS["valid_fraction"], DATA_CODE_DEFAULTS["seed"], classes),
+                       split)
+
+
+def _check_split_name(split: str | None) -> None:
     if split is not None and split not in SPLIT_NAMES:
         raise FerError(f"unknown --split '{split}' (known: {', '.join(SPLIT_NAMES)})")
-    if path.is_dir():
-        if votes is not None:
-            raise FerError(f"{path}: --ferplus-votes applies to a CSV; a folder's labels are its folder names")
-        if not holds_split_folders(path):
-            if split is not None:
-                raise FerError(f"{path}: --split applies to a CSV or an image folder with train/ and test/; "
-                               "for a folder of class folders, name the folder of the split")
-            return read_class_folders(path, classes)
-        data = read_folder(path, DATA_CODE_DEFAULTS["valid_fraction"], DATA_CODE_DEFAULTS["seed"], classes)
-    elif not path.name.lower().endswith((".csv", ".csv.gz")):
-        raise FerError(f"{path}: not a .csv, .csv.gz or folder of class folders")
-    else:
-        labels = label_set_of(classes)
-        if labels is None:
-            raise FerError(f"{path}: the model's classes ({', '.join(classes)}) are no label set that a CSV can "
-                           f"supply ({', '.join(LABEL_SETS)}); evaluate it on class folders")
-        data = relabelled(read_csv(path), votes_file(labels, str(path), votes), str(path))
+
+
+def _split_rows(data: Dataset, split: str | None) -> tuple[np.ndarray, np.ndarray]:
     if split is None:
         return data.all_images, data.all_labels
     return data.images[SPLIT_NAMES[split]], data.labels[SPLIT_NAMES[split]]
+
+
+def _usage_rows(rows: CsvRows, split: str | None, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All rows, or those whose Usage is `split`: any value the file has, or FER-2013's split names
+    (train, valid, test) for its own values."""
+    if not len(rows.labels):
+        raise FerError(f"{path}: no rows after the header")
+    if split is None:
+        return rows.images, rows.labels
+    usage = split if split in rows.usage_names else SPLIT_TO_USAGE.get(SPLIT_NAMES.get(split, ""))
+    if usage not in rows.usage_names:
+        aliases = [name for name, value in SPLIT_TO_USAGE.items() if value in rows.usage_names]
+        also = f" (or {', '.join(aliases)})" if aliases else ""
+        raise FerError(f"{path}: unknown --split '{split}': its Usage values are {', '.join(rows.usage_names)}{also}")
+    chosen = rows.usages == rows.usage_names.index(usage)
+    return rows.images[chosen], rows.labels[chosen]

@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import itertools
 import sys
+import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -109,8 +110,9 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib expects a gzip header and checks the C
 _WORKERS = 2  # parsing threads; numpy releases the GIL inside its array loops
 _LONGEST_ROW = 1 << 16  # a real row is under 10 kB; a longer "line" means this is not FER-2013
 _LEAD = b"\n\n\n"  # every block starts with this, so the 3 bytes before a pixel's end always exist
-_TRAIL = b"\n" * 16  # ... and ends with this, so fixed-width reads of the last row's fields do too
 _FIELD_WIDTH = 16  # emotion and Usage fields are read into fixed-width strings this wide
+_ANY_USAGE_WIDTH = 64  # ... except where any Usage value is accepted (`fer evaluate --data`)
+_TRAIL = b"\n" * _ANY_USAGE_WIDTH  # ... and ends with this, so fixed-width reads of the last row's fields do too
 _TRUNCATED = " (the file ends in the middle of this line: truncated?)"
 
 
@@ -148,8 +150,62 @@ class _Lines:
 class _Rows:
     images: np.ndarray  # uint8 (R, 2304)
     labels: np.ndarray  # int64 (R,)
-    splits: np.ndarray  # index into SPLITS, (R,)
+    splits: np.ndarray  # int32 (R,): the Usage's code (for FER-2013's own Usage values, the index into SPLITS)
     lines: np.ndarray  # 1-based line numbers in the file, int64 (R,)
+
+
+@dataclass(frozen=True)
+class CsvRows:
+    """Every row of a CSV in FER-2013's layout, in file order, with whatever Usage value it has."""
+
+    images: np.ndarray  # uint8 (N, 48, 48)
+    labels: np.ndarray  # int64 (N,)
+    usages: np.ndarray  # int32 (N,): index into usage_names
+    usage_names: tuple[str, ...]  # the Usage values the file holds, in order of first appearance
+    lines: np.ndarray  # int64 (N,): 1-based line numbers in the file
+
+
+class _SplitUsages:
+    """FER-2013's own Usage values, coded as the index of their split: what `fer preprocess` needs."""
+
+    width = _FIELD_WIDTH
+
+    def get(self, value: bytes, default: int) -> int:
+        return USAGE_CODES.get(value, default)
+
+    def problem(self, value: bytes) -> str | None:
+        return None if value in USAGE_CODES else f"Usage {_show(value)} is not one of {', '.join(USAGE_TO_SPLIT)}"
+
+
+class _AnyUsages:
+    """Any non-empty text as a Usage value, coded in the order the parsing threads meet them."""
+
+    width = _ANY_USAGE_WIDTH
+
+    def __init__(self) -> None:
+        self.codes: dict[bytes, int] = {}
+        self._lock = threading.Lock()  # two parsing threads may meet a new value at once
+
+    def get(self, value: bytes, default: int) -> int:
+        if self.problem(value):
+            return default
+        with self._lock:
+            return self.codes.setdefault(value, len(self.codes))
+
+    def problem(self, value: bytes) -> str | None:
+        if not value:
+            return "the Usage field is empty"
+        # control bytes (a NUL, a stray CR) or broken UTF-8 mean a damaged row, not a split's name
+        if min(value) < 0x20:
+            return f"Usage {_show(value)} holds a control character"
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"Usage {_show(value)} is not UTF-8 text"
+        return None
+
+
+_Usages = _SplitUsages | _AnyUsages
 
 
 class _BadLine(Exception):
@@ -159,16 +215,45 @@ class _BadLine(Exception):
 
 
 def read_csv(path: Path) -> Dataset:
-    """Parse the Kaggle CSV: a header naming emotion, pixels and Usage, then one image per row."""
+    """Parse the Kaggle CSV: a header naming emotion, pixels and Usage, then one image per row; every
+    Usage is one of FER-2013's three (Training, PublicTest, PrivateTest), and each has rows."""
     parts: dict[str, list[_Rows]] = {split: [] for split in SPLITS}
+    for rows in _parse_file(path, _SplitUsages()):
+        _add_to_splits(parts, rows)
+    return _csv_dataset(parts, path)
+
+
+def read_csv_usages(path: Path) -> CsvRows:
+    """Parse a CSV in FER-2013's layout whose Usage column may hold any values (`Test`, only `Training`,
+    ...): for scoring a model on another data set shipped in that layout."""
+    usages = _AnyUsages()
+    parts = list(_parse_file(path, usages))
+    codes = np.concatenate([np.empty(0, np.int32), *(rows.splits for rows in parts)])
+    # The threads code values in the order they meet them; renumber them in file order.
+    present, first_row = np.unique(codes, return_index=True)
+    in_file_order = present[np.argsort(first_row)]
+    renumber = np.zeros(len(usages.codes), np.int32)
+    renumber[in_file_order] = np.arange(len(in_file_order), dtype=np.int32)
+    name_of = {code: value.decode() for value, code in usages.codes.items()}
+    return CsvRows(
+        np.concatenate([np.empty((0, PIXELS_PER_IMAGE), np.uint8), *(rows.images for rows in parts)])
+        .reshape(-1, IMAGE_SIZE, IMAGE_SIZE),
+        np.concatenate([np.empty(0, np.int64), *(rows.labels for rows in parts)]),
+        renumber[codes],
+        tuple(name_of[code] for code in in_file_order.tolist()),
+        np.concatenate([np.empty(0, np.int64), *(rows.lines for rows in parts)]),
+    )
+
+
+def _parse_file(path: Path, usages: _Usages) -> Iterator[_Rows]:
+    """The rows of each block in file order; every problem is a one-line FerError."""
     try:
         blocks = _blocks(_gunzip(path) if path.name.lower().endswith(".gz") else _read_pieces(path))
         first = next(blocks, None)
         if first is None:
             raise FerError(f"{path}: empty file (expected a header: {','.join(CSV_COLUMNS)})")
         columns, first = _read_header(first, path)
-        for rows in _parse_in_order(itertools.chain([first], blocks), columns):
-            _add_to_splits(parts, rows)
+        yield from _parse_in_order(itertools.chain([first], blocks), columns, usages)
     except _BadLine as bad:
         raise FerError(f"{path}: line {bad.line}: {bad.problem}") from None
     except EOFError:
@@ -177,7 +262,6 @@ def read_csv(path: Path) -> Dataset:
         raise FerError(f"{path}: corrupt gzip data ({error})") from None
     except OSError as error:
         raise FerError(f"{path}: cannot read ({error.strerror or error})") from None
-    return _csv_dataset(parts, path)
 
 
 def _add_to_splits(parts: dict[str, list[_Rows]], rows: _Rows) -> None:
@@ -271,7 +355,7 @@ def _read_header(block: _Block, path: Path) -> tuple[_Columns, _Block]:
     return columns, dataclasses.replace(block, begin=end + 1, first_line=block.first_line + 1)
 
 
-def _parse_in_order(blocks: Iterator[_Block], columns: _Columns) -> Iterator[_Rows]:
+def _parse_in_order(blocks: Iterator[_Block], columns: _Columns, usages: _Usages) -> Iterator[_Rows]:
     """Parse blocks on worker threads and yield their rows in file order.
 
     While the workers parse (numpy releases the GIL), this thread decompresses and cuts the next
@@ -280,14 +364,14 @@ def _parse_in_order(blocks: Iterator[_Block], columns: _Columns) -> Iterator[_Ro
     with ThreadPoolExecutor(_WORKERS) as pool:
         pending: collections.deque[Future[_Rows]] = collections.deque()
         for block in blocks:
-            pending.append(pool.submit(_parse_block, block, columns))
+            pending.append(pool.submit(_parse_block, block, columns, usages))
             if len(pending) > 2 * _WORKERS:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
-def _parse_block(block: _Block, columns: _Columns) -> _Rows:
+def _parse_block(block: _Block, columns: _Columns, usages: _Usages) -> _Rows:
     """Images, labels and splits of the rows in a block; raises _BadLine for its first bad row."""
     everything = np.frombuffer(block.buffer, np.uint8)
     text = everything[block.begin:block.stop]
@@ -297,45 +381,45 @@ def _parse_block(block: _Block, columns: _Columns) -> _Rows:
     filled = line_end > line_start  # blank lines are skipped, but still counted
     lines = _Lines(block, line_start[filled], line_end[filled], block.first_line + np.flatnonzero(filled))
     if not len(lines.start):
-        return _Rows(np.empty((0, PIXELS_PER_IMAGE), np.uint8), np.empty(0, np.int64), np.empty(0, np.int8),
+        return _Rows(np.empty((0, PIXELS_PER_IMAGE), np.uint8), np.empty(0, np.int64), np.empty(0, np.int32),
                      np.empty(0, np.int64))
 
     commas = np.flatnonzero(text == COMMA) + block.begin
     first_comma = np.searchsorted(commas, lines.start)
     if (np.searchsorted(commas, lines.end) - first_comma != len(CSV_COLUMNS) - 1).any():
-        _explain(lines, columns)
+        _explain(lines, columns, usages)
     second_comma = commas[first_comma + 1]
     first_comma = commas[first_comma]
     # (start, end) of each field, in file order
     fields = [(lines.start, first_comma), (first_comma + 1, second_comma), (second_comma + 1, lines.end)]
 
     labels = _small_field_codes(everything, *fields[columns.emotion], LABEL_CODES)
-    splits = _small_field_codes(everything, *fields[columns.usage], USAGE_CODES)
+    splits = _small_field_codes(everything, *fields[columns.usage], usages, usages.width)
     if (labels < 0).any() or (splits < 0).any():
-        _explain(lines, columns)
+        _explain(lines, columns, usages)
     pixel_start, pixel_end = _unquote_fields(everything, *fields[columns.pixels])
     images = _parse_pixels(everything, text, block.begin, pixel_start, pixel_end)
     if images is None:
-        _explain(lines, columns)
-    return _Rows(images, labels.astype(np.int64), splits.astype(np.int8), lines.number.astype(np.int64))
+        _explain(lines, columns, usages)
+    return _Rows(images, labels.astype(np.int64), splits.astype(np.int32), lines.number.astype(np.int64))
 
 
-def _small_field_codes(
-    everything: np.ndarray, start: np.ndarray, end: np.ndarray, codes: dict[bytes, int]
-) -> np.ndarray:
-    """Each field's code from `codes` (after trimming spaces and quotes), or -1 where it has none."""
-    offsets = np.arange(_FIELD_WIDTH)
+def _small_field_codes(everything: np.ndarray, start: np.ndarray, end: np.ndarray,
+                       codes: dict[bytes, int] | _Usages, width: int = _FIELD_WIDTH) -> np.ndarray:
+    """Each field's code from `codes` (after trimming spaces and quotes), or -1 where it has none;
+    a field wider than `width` has none."""
+    offsets = np.arange(width)
     inside = offsets < (end - start)[:, None]
     chars = everything[start[:, None] + offsets]
     # numpy drops trailing NULs from fixed-width strings, so NULs in a field become 0xFF, which no
     # code has, and only the padding stays NUL
     chars = np.where(inside, np.where(chars == 0, 0xFF, chars), 0).astype(np.uint8)
-    fields = chars.view(f"S{_FIELD_WIDTH}").ravel()
+    fields = chars.view(f"S{width}").ravel()
     # a block has only a handful of distinct values, so those few are looked up in Python
     distinct, which = np.unique(fields, return_inverse=True)
-    looked_up = np.array([codes.get(_trim(value), -1) for value in distinct], np.int16)
+    looked_up = np.array([codes.get(_trim(value), -1) for value in distinct], np.int32)
     result = looked_up[which.ravel()]
-    result[end - start > _FIELD_WIDTH] = -1
+    result[end - start > width] = -1
     return result
 
 
@@ -397,20 +481,20 @@ def _values_before(everything: np.ndarray, begin: int, ends: np.ndarray) -> tupl
     return values.astype(np.uint8), digits
 
 
-def _explain(lines: _Lines, columns: _Columns) -> NoReturn:
+def _explain(lines: _Lines, columns: _Columns, usages: _Usages) -> NoReturn:
     """Raise _BadLine for the first bad row of a block that failed a whole-block check.
 
     This is the error path only, so it may loop over rows and split them in Python.
     """
     hint = _TRUNCATED if lines.block.unterminated else ""  # such a block holds just the last line
     for start, end, number in zip(lines.start.tolist(), lines.end.tolist(), lines.number.tolist()):
-        problem = _row_problem(lines.block.buffer[start:end], columns)
+        problem = _row_problem(lines.block.buffer[start:end], columns, usages)
         if problem:
             raise _BadLine(number, problem + hint)
     raise _BadLine(int(lines.number[0]), "malformed row in this part of the file" + hint)
 
 
-def _row_problem(row: bytes, columns: _Columns) -> str | None:
+def _row_problem(row: bytes, columns: _Columns, usages: _Usages) -> str | None:
     fields = row.split(b",")
     if len(fields) != len(CSV_COLUMNS):
         expected = f"{len(CSV_COLUMNS)} comma-separated fields ({', '.join(CSV_COLUMNS)})"
@@ -418,8 +502,10 @@ def _row_problem(row: bytes, columns: _Columns) -> str | None:
     emotion, usage = _trim(fields[columns.emotion]), _trim(fields[columns.usage])
     if emotion not in LABEL_CODES:
         return f"emotion {_show(emotion)} is not a label 0-{len(FER2013_CLASSES) - 1}"
-    if usage not in USAGE_CODES:
-        return f"Usage {_show(usage)} is not one of {', '.join(USAGE_TO_SPLIT)}"
+    if len(fields[columns.usage]) > usages.width:
+        return f"the Usage field is over {usages.width} characters long"
+    if problem := usages.problem(usage):
+        return problem
     return _pixels_problem(_unquote(fields[columns.pixels]))
 
 
