@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
 from conftest import (
     LABELS,
@@ -20,12 +21,14 @@ from conftest import (
     prefixed_folder,
     sample_images,
     write_classes,
+    write_csv,
     write_untrained_checkpoint,
 )
 from fer.cli import main
 from fer.data.arrays import load_split
-from fer.emotions import FER2013_CLASSES, SPLITS
+from fer.emotions import FER2013_CLASSES, SPLITS, USAGE_TO_SPLIT
 from fer.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
+from fer.evaluation.evaluate import per_class_report
 from fer.inference.models import load_classifier
 from fer.models.checkpoint import load_checkpoint, save_checkpoint
 from fer.models.networks import build_model
@@ -66,11 +69,18 @@ def test_class_folders_in_any_spelling_and_unknown_ones_left_out(
     assert err.count("\n") == 1 and "contempt (2 images)" in err and "notes (0 images)" in err
     assert result["images"] == 4
     support = {emotion: scores["support"] for emotion, scores in result["per_class"].items()}
-    assert support == {**dict.fromkeys(FER2013_CLASSES, 0), "Angry": 1, "Happy": 1, "Sad": 2}
+    assert support == {"Angry": 1, "Happy": 1, "Sad": 2}  # only the classes present
+    assert result["classes_absent"] == ["Disgust", "Fear", "Surprise", "Neutral"]
 
 
 @pytest.mark.parametrize(("make", "args", "message"), [
-    (lambda root: good_csv(root), ["--split", "Validation"], "unknown --split 'Validation'"),
+    (lambda root: good_csv(root), ["--split", "Validation"],
+     "fer2013.csv: unknown --split 'Validation': its Usage values are Training, PublicTest, PrivateTest "
+     "(or train, valid, test)"),
+    (lambda root: prefixed_folder(root / "f"), ["--split", "Validation"], "unknown --split 'Validation'"),
+    (lambda root: layout_csv(root / "other.csv"), ["--split", "test"],
+     "other.csv: unknown --split 'test': its Usage values are Test"),
+    (lambda root: write_csv(root / "empty.csv", ["emotion,pixels,Usage"]), [], "empty.csv: no rows after the header"),
     (lambda root: make_folder(root / "f", {"contempt/a.png": gray_image(1)}), [], "no class folders"),
     (lambda root: make_folder(root / "f", {"fear/a.png": b"not an image"}), [], "a.png: not an image"),
     (lambda root: root / "missing.csv", [], "missing.csv: no such file or folder"),
@@ -81,6 +91,72 @@ def test_bad_data_is_one_line(tmp_path: Path, checkpoint: Path, capsys: pytest.C
     assert main(["evaluate", "--data", str(data), "--model", str(checkpoint), *args]) == 2
     error = capsys.readouterr().err.splitlines()[-1]  # after the warning about the contempt folder, if any
     assert error.startswith("fer: error: ") and message in error
+
+
+# --- a CSV in FER-2013's layout with other Usage values, and data that lacks some classes ---------
+
+def layout_csv(path: Path, usages: tuple[str, ...] = ("Test",) * len(USAGES), labels: tuple[int, ...] = LABELS,
+             images: np.ndarray | None = None) -> Path:
+    """A CSV in FER-2013's layout with the given Usage value and label per row."""
+    images = sample_images(len(usages)) if images is None else images
+    rows = [f"{label},{' '.join(map(str, image.ravel()))},{usage}"
+            for image, label, usage in zip(images, labels, usages)]
+    return write_csv(path, ["emotion,pixels,Usage", *rows])
+
+
+def test_other_usage_values_are_scored_whole_or_by_value(tmp_path: Path, checkpoint: Path) -> None:
+    usages = ("Test", "Validation", "Test", "Test", "Validation", "Test", "Test")
+    csv = layout_csv(tmp_path / "other.csv.gz", usages)
+    predicted = load_classifier(checkpoint).predict_proba(sample_images()).argmax(axis=1)
+    whole = evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint))
+    assert whole["images"] == len(usages)
+    assert whole["accuracy"] == round(float((predicted == np.array(LABELS)).mean()), 6)
+    rows = [row for row, usage in enumerate(usages) if usage == "Test"]
+    test = evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint), "--split", "Test")
+    assert test["images"] == len(rows) and test["split"] == "Test"
+    assert test["accuracy"] == round(float((predicted[rows] == np.array(LABELS)[rows]).mean()), 6)
+
+
+def test_only_training_rows_are_scored_whole_and_by_either_name(tmp_path: Path, checkpoint: Path) -> None:
+    csv = layout_csv(tmp_path / "train_only.csv", ("Training",) * len(USAGES))
+    for split in ([], ["--split", "Training"], ["--split", "train"]):
+        assert evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint), *split)["images"] == len(USAGES)
+
+
+def test_fer2013_split_names_still_select_their_rows(tmp_path: Path, checkpoint: Path) -> None:
+    csv = good_csv(tmp_path)
+    for usage, split in USAGE_TO_SPLIT.items():
+        rows = sum(value == usage for value in USAGES)
+        assert evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint), "--split", usage)["images"] == rows
+        assert evaluate(tmp_path, "--data", str(csv), "--model", str(checkpoint), "--split", split)["images"] == rows
+
+
+def test_macro_f1_covers_the_classes_present_and_names_the_absent_one(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    neutral = FER2013_CLASSES.index("Neutral")
+    labels = tuple(row % neutral for row in range(30))  # six classes, no Neutral
+    images = sample_images(len(labels), seed=3)
+    csv = layout_csv(tmp_path / "no_neutral.csv", ("Test",) * len(labels), labels, images)
+    out = tmp_path / "result.json"
+    assert main(["evaluate", "--data", str(csv), "--model", str(checkpoint), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    predicted = load_classifier(checkpoint).predict_proba(images).argmax(axis=1)
+    present = sorted(set(labels))
+    assert result["macro_f1"] == round(f1_score(labels, predicted, labels=present, average="macro"), 6)
+    assert list(result["per_class"]) == [FER2013_CLASSES[label] for label in present]
+    assert result["classes_absent"] == ["Neutral"]
+    assert result["predicted_as_absent"] == {"Neutral": int((predicted == neutral).sum())}
+    report = capsys.readouterr().out
+    assert "macro-F1 over the 6 classes present; absent from the labels: Neutral" in report
+    assert "\nNeutral " not in report  # no table row for it
+
+
+def test_with_every_class_present_the_report_is_scikit_learns_over_all_classes() -> None:
+    labels = np.arange(70) % 7
+    predicted = np.random.default_rng(0).integers(0, 7, 70)
+    report = per_class_report(labels, predicted, FER2013_CLASSES)
+    assert "classes_absent" not in report and list(report["per_class"]) == list(FER2013_CLASSES)
+    assert report["macro_f1"] == round(f1_score(labels, predicted, labels=range(7), average="macro"), 6)
 
 
 def test_fit_temperature_recovers_a_known_temperature() -> None:

@@ -35,17 +35,26 @@ def per_class_report(labels: np.ndarray, predicted: np.ndarray, classes: Sequenc
 
     scikit-learn's report, with "f1-score" named "f1" as in the rest of our files. (A per-class
     "accuracy", the share of a class's images classified right, would only repeat its recall.)
+    The per-class scores and the macro averages cover the classes present in `labels`: a class the data
+    lacks would add an F1 of 0 to the average for images that are not there. Any such class is listed
+    under "classes_absent", with how many images were predicted as it under "predicted_as_absent".
     """
-    report = classification_report(labels, predicted, labels=list(range(len(classes))), target_names=classes,
+    present = np.unique(labels).tolist()
+    report = classification_report(labels, predicted, labels=present, target_names=[classes[c] for c in present],
                                    output_dict=True, zero_division=0)
     def rounded(scores: dict[str, float]) -> dict[str, float]:
         return {"precision": round(scores["precision"], 6), "recall": round(scores["recall"], 6),
                 "f1": round(scores["f1-score"], 6), "support": int(scores["support"])}
 
-    return {"accuracy": round(float(accuracy_score(labels, predicted)), 6),
-            "macro_f1": round(report["macro avg"]["f1-score"], 6),
-            "per_class": {name: rounded(report[name]) for name in classes},
-            "macro_avg": rounded(report["macro avg"]), "weighted_avg": rounded(report["weighted avg"])}
+    result = {"accuracy": round(float(accuracy_score(labels, predicted)), 6),
+              "macro_f1": round(report["macro avg"]["f1-score"], 6),
+              "per_class": {classes[c]: rounded(report[classes[c]]) for c in present},
+              "macro_avg": rounded(report["macro avg"]), "weighted_avg": rounded(report["weighted avg"])}
+    absent = [c for c in range(len(classes)) if c not in present]
+    if absent:  # only then, so that the pipeline's files keep their keys
+        result["classes_absent"] = [classes[c] for c in absent]
+        result["predicted_as_absent"] = {classes[c]: int(np.count_nonzero(predicted == c)) for c in absent}
+    return result
 
 
 def split_reports(labels: np.ndarray, plain: np.ndarray, augmented: np.ndarray,

@@ -5,7 +5,7 @@ gzipped; all rows, or one split), with its own labels or the FER+ majority label
 the Kaggle image folder (train/ and test/); or a folder of class folders. Class folders may use any
 common spelling (angry/anger, happy/happiness, ...). Each image in a folder is taken as one face,
 read and resized to 48x48 grayscale exactly as `fer predict` does. The labels must be the model's
-class set.
+class set, though not every class need be present: macro-F1 averages over the classes that are.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
 def score(models: Sequence[str], data: Path, split: str | None = None, tta: str = "none",
           votes: Path | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, the per-class report and calibration on the labelled data, of one model
-    or of the ensemble of several (their calibrated probabilities averaged)."""
+    or of the ensemble of several (their calibrated probabilities averaged). Macro-F1 and the per-class
+    report cover the classes present in the labels; the model's others are listed in "classes_absent"."""
     classifiers = [load_classifier(model) for model in models]
     classes = classifiers[0].classes
     for model, classifier in zip(models, classifiers):
@@ -58,10 +59,13 @@ def score(models: Sequence[str], data: Path, split: str | None = None, tta: str 
 def format_report(result: dict[str, Any]) -> str:
     lines = [f"{result['model']} on {result['data']}" + (f" ({result['split']})" if result["split"] else "")
              + f": {result['images']} images, accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}, "
-             f"ECE {result['expected_calibration_error']:.4f}",
-             f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
-    for emotion in result["classes"]:
-        scores = result["per_class"][emotion]
+             f"ECE {result['expected_calibration_error']:.4f}"]
+    if result.get("classes_absent"):
+        predicted = ", ".join(f"{name} ({count} predicted)" for name, count in result["predicted_as_absent"].items())
+        lines.append(f"macro-F1 over the {len(result['per_class'])} classes present; absent from the labels: "
+                     f"{predicted}")
+    lines.append(f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
+    for emotion, scores in result["per_class"].items():
         lines.append(f"{emotion:<10} {scores['precision']:>9.4f} {scores['recall']:>7.4f} {scores['f1']:>7.4f} "
                      f"{scores['support']:>8}")
     return "\n".join(lines)
