@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/detectors.py [--rounds 15] [--out FILE]
 
-Variants: `hog` as shipped (fer.inference.detectors.hog_detector), dlib's HOG on the 640-pixel
+Variants: `yunet` as shipped (fer.inference.detectors.yunet_detector, where its wheel is installed;
+`yunet 0.5` with the score threshold the issue measured in colour), `hog` as shipped
+(fer.inference.detectors.hog_detector), dlib's HOG on the 640-pixel
 photo itself (`hog 1x`) and with one upsampling (`hog 1x + upsample`), `haar` as shipped (half
 size, 2 neighbours) and Haar on the whole photo with 5 neighbours (`haar 1x, 5 nb`, the search
 `fer predict` used before `fer serve`).
@@ -17,13 +19,14 @@ Found and extra boxes:
 Speed: milliseconds per photo (median) on the two photos and the 640x480 latency scene, the
 variants taking turns (common.interleaved); plus the photo latency that `fer serve` pays, one
 640x480 JPEG with one face from its bytes to probabilities (fer.serving.server.predict_bytes,
-the shipped fer2013 model, one torch thread), for the two shipped detectors.
+the shipped fer2013 model, one torch thread), for yunet, hog and haar.
 Search scale: hog's scenes and its speed on the latency scene, searching the 640x480 scene at each
 of SWEEP scales (hog_detector(scale, no bounds)): what chose HOG_SCALE in detectors.py.
 Framing: each sample face upscaled to a random side in FRAME_SIDES and pasted at a random spot of
 a 640x480 scene; for every face that hog and haar find (with their own boxes: margin 0, no
 shift), the FER frame side / box side and the box centre's offset from the frame centre, in
-frame sides (positive: right, down). Medians and quartiles choose hog's framing in detectors.py.
+frame sides (positive: right, down). Medians and quartiles choose hog's and yunet's framing in
+detectors.py.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ import numpy as np
 import torch
 
 from common import REPO, interleaved, machine
-from fer.inference.detectors import Box, Detector, haar_detector, hog_detector
+from fer.choices import yunet_module
+from fer.inference.detectors import Box, Detector, haar_detector, hog_detector, yunet_detector
 from fer.inference.models import load_classifier
 from fer.serving.server import predict_bytes
 
@@ -63,7 +67,8 @@ SWEEP = (0.7, 0.8, 0.9, 1.0, 1.15, 1.33)
 
 
 def variants() -> dict[str, Detector]:
-    return {
+    yunet = {} if yunet_module() is None else {"yunet": yunet_detector(), "yunet 0.5": yunet_detector(threshold=0.5)}
+    return yunet | {
         "hog": hog_detector(),
         "hog 1x": hog_detector(1.0, UNBOUNDED),
         "hog 1x + upsample": hog_detector(1.0, UNBOUNDED, upsample=1),
@@ -148,6 +153,8 @@ def framing(faces: list[np.ndarray]) -> dict[str, dict[str, Any]]:
     boxes (margin 0, no shift), and for the regions that the shipped detectors crop."""
     raw = {"hog box": hog_detector(margin=0.0, shift=0.0), "haar box": haar_detector(margin=0.0),
            "hog crop": hog_detector(), "haar crop": haar_detector()}
+    if yunet_module() is not None:
+        raw |= {"yunet box": yunet_detector(margin=0.0, shift=0.0), "yunet crop": yunet_detector()}
     ratios: dict[str, list[float]] = {name: [] for name in raw}
     offsets: dict[str, list[tuple[float, float]]] = {name: [] for name in raw}
     rng = np.random.default_rng(1)
@@ -216,7 +223,8 @@ def latency(scene: np.ndarray, detectors: dict[str, Detector], rounds: int) -> d
     torch.set_num_threads(1)
     data = cv2.imencode(".jpg", cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR))[1].tobytes()
     classifier = load_classifier("fer2013")
-    actions = {name: stopwatch(partial(predict_bytes, data, classifier, detectors[name])) for name in ("hog", "haar")}
+    names = [name for name in ("yunet", "hog", "haar") if name in detectors]
+    actions = {name: stopwatch(partial(predict_bytes, data, classifier, detectors[name])) for name in names}
     interleaved(actions, 3)
     times = interleaved(actions, rounds * 3)
     return {name: summary(values) for name, values in times.items()}

