@@ -26,6 +26,7 @@ from conftest import (
     write_arrays,
     write_untrained_checkpoint,
 )
+from fer.api import Analyzer
 from fer.cli import main
 from fer.data import ferplus, preprocess
 from fer.data.arrays import load_classes, load_probabilities, load_split
@@ -271,7 +272,7 @@ def test_onnx_export_and_serve_carry_the_eight_classes(ferplus_run: Path, tmp_pa
     assert classifier.classes == CLASSES
     assert classifier.predict_proba(sample_images(3)).shape == (3, len(CLASSES))
     assert classifier.predict_proba(sample_images(3)[:0]).shape == (0, len(CLASSES))
-    with TestClient(create_app(classifier, "ferplus.onnx", max_upload_bytes=1 << 20)) as client:
+    with TestClient(create_app(Analyzer(onnx_path), "ferplus.onnx", max_upload_bytes=1 << 20)) as client:
         health = client.get("/api/health").json()
     assert health["classes"] == list(CLASSES) and set(health["colours"]) == set(CLASSES)
     assert len(set(health["colours"].values())) == len(CLASSES)  # one colour per class

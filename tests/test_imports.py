@@ -1,7 +1,9 @@
 """The package's layers, read from the source: imports only go down.
 
     cli
-    evaluation   serving          (the commands; neither imports the other)
+    serving                       (the commands predict, export and serve)
+    api                           (the Python API, fer.Analyzer, which predict and serve call)
+    evaluation                    (`fer evaluate`; neither it nor api imports serving)
     inference    training         (pixels to probabilities; the training loop)
     data         models           (arrays and labels; networks and checkpoints)
     the top-level modules         (errors, choices, emotions, params, imaging, ...)
@@ -24,7 +26,11 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"data", "models", "pretrained"},  # pretrained: a shipped model to fine-tune (train.init)
     "inference": {"models", "pretrained"},
     "evaluation": {"data", "models", "inference"},
-    "serving": {"models", "inference", "pretrained"},
+    # The public API and the photo and video analysis it runs; below serving so that `fer predict` and
+    # `fer serve` call it (one code path), above evaluation so that Analyzer.evaluate gives `fer evaluate
+    # --data`'s numbers by calling it (lazily: only evaluate() imports it).
+    "api": {"inference", "evaluation"},
+    "serving": {"models", "inference", "pretrained", "api"},
 }
 # Modules of serving/ that are commands (`fer predict`, `fer export`, `fer serve`): none imports another.
 SERVING_COMMANDS = {"predict", "export", "server"}
@@ -77,8 +83,8 @@ def test_evaluation_and_serving_do_not_import_each_other_and_inference_neither()
     for module, imported in modules.items():
         top = {name.split(".")[0] for name in imported}
         if module.startswith("evaluation."):
-            assert "serving" not in top, module
-        if module.startswith("serving."):
+            assert not top & {"serving", "api"}, module
+        if module.startswith("serving."):  # evaluate() of the API is where the commands reach it
             assert "evaluation" not in top, module
         if module.startswith("inference."):
             assert not top & {"serving", "evaluation", "training"}, module
@@ -91,14 +97,15 @@ def test_no_serving_command_imports_another() -> None:
 
 
 def test_top_level_modules_import_no_subpackage() -> None:
-    """errors, choices, params, imaging, ... sit below every subpackage (cli imports its commands by name)."""
+    """errors, choices, params, imaging, ... sit below every subpackage (cli imports its commands by name;
+    the package's __init__ hands out the API's names, importing fer.api on first use)."""
     for module, imported in import_map().items():
-        if "." not in module and module not in {"cli", "__main__"}:
+        if "." not in module and module not in {"cli", "__main__", "__init__"}:
             assert not {name.split(".")[0] for name in imported} & set(SUBPACKAGES), module
 
 
 def test_relative_imports_are_resolved(tmp_path) -> None:
-    assert imports_of(PACKAGE / "serving" / "predict.py") >= {"inference.models"}
+    assert imports_of(PACKAGE / "serving" / "predict.py") >= {"api.analyzer"}
     probe = tmp_path / "serving" / "probe.py"
     probe.parent.mkdir()
     probe.write_text("from ..evaluation import evaluate\nfrom .results import csv_rows\n")
@@ -108,5 +115,6 @@ def test_relative_imports_are_resolved(tmp_path) -> None:
 def test_the_map_sees_real_imports() -> None:
     """Guards the checks above against a parser that finds nothing."""
     modules = import_map()
-    assert "inference.models" in modules["serving.predict"]
+    assert "api.analyzer" in modules["serving.predict"]
+    assert "inference.models" in modules["api.analyzer"]
     assert "inference.proba" in modules["evaluation.evaluate"]

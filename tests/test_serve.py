@@ -21,12 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import REPO, png_claiming, write_untrained_checkpoint
+from fer.api import Analyzer
 from fer.choices import default_detector
 from fer.cli import main
 from fer.data.synth import generate
 from fer.emotions import FER2013_CLASSES
 from fer.inference.detectors import make_detector
-from fer.inference.models import load_classifier
 from fer.serving.predict import Source, predict_images, to_json
 from fer.serving.server import WORKER_SETTINGS_VARIABLE, WorkerSettings, create_app, worker_app
 
@@ -68,7 +68,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(checkpoint: Path) -> Iterator[TestClient]:
-    app = create_app(load_classifier(checkpoint), "basic.pt", max_upload_bytes=LIMIT)
+    app = create_app(Analyzer(checkpoint), "basic.pt", max_upload_bytes=LIMIT)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -104,9 +104,9 @@ def test_predict_answers_like_fer_predict_json(client, photo, checkpoint, tmp_pa
     body = response.json()
     path = tmp_path / "photo.jpg"
     path.write_bytes(photo)
-    classifier = load_classifier(checkpoint)
-    results, _ = predict_images([Source(path, Path(path.name))], classifier, make_detector(default_detector()))
-    expected = to_json(results, [], classifier, str(checkpoint), default_detector(), "none")["images"][0]
+    analyzer = Analyzer(checkpoint)
+    results, _ = predict_images([Source(path, Path(path.name))], analyzer)
+    expected = to_json(results, [], analyzer)["images"][0]
     assert body.pop("elapsed_ms") >= 0
     assert body == {key: value for key, value in expected.items() if key != "path"}
     assert (body["width"], body["height"]) == (640, 480) and len(body["faces"]) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,7 +36,10 @@ def find_faces(gray: np.ndarray, detector: Detector) -> list[tuple[Box, np.ndarr
 
 @dataclass(frozen=True)
 class Face:
-    box: Box
+    """One face found and classified: the one record type of `fer.Analyzer`, `fer predict` and `fer serve`.
+    Probabilities are in [0, 1] and sum to 1, in the order of `classes`."""
+
+    box: Box  # x, y, width, height in image pixels
     probabilities: np.ndarray  # (classes,)
     classes: tuple[str, ...]  # the model's, which the probabilities follow
     track: int | None = None  # in a video, the face's track number (fer.inference.tracking)
@@ -47,6 +51,19 @@ class Face:
     @property
     def score(self) -> float:
         return float(self.probabilities.max())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain Python values, for JSON, a DataFrame row or a cluster's output schema."""
+        return {"box": tuple(self.box), "emotion": self.emotion, "score": self.score,
+                "probabilities": {name: float(p) for name, p in zip(self.classes, self.probabilities)},
+                "track": self.track}
+
+    def __eq__(self, other: object) -> bool:
+        # The generated __eq__ would compare the arrays with ==, whose truth value NumPy refuses.
+        if not isinstance(other, Face):
+            return NotImplemented
+        return (self.box, self.classes, self.track) == (other.box, other.classes, other.track) and bool(
+            np.array_equal(self.probabilities, other.probabilities))
 
 
 def classify_faces(found: Sequence[tuple[Box, np.ndarray]], classifier: Classifier, tta: str = "none",

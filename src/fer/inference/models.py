@@ -7,8 +7,9 @@ callable classifier.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ class Classifier:
     kind: str       # "checkpoint" or "onnx"
     classes: tuple[str, ...]  # what each output means, from the checkpoint or the ONNX metadata
     temperature: float = 1.0  # divides the logits; fitted by `fer calibrate`
+    # One batch at a time: predict_proba moves the network to its device and memory format on every
+    # call, which must not happen while another thread's batch runs through it (fer.Analyzer is shared
+    # across threads). torch already spreads one batch over the cores, so little is lost.
+    lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, model: nn.Module | Callable[[torch.Tensor], torch.Tensor], header: CheckpointHeader,
@@ -46,8 +51,9 @@ class Classifier:
 
     def predict_proba(self, faces: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
         """Calibrated class probabilities (N, classes) for uint8 faces (N, 48, 48)."""
-        return predict_proba(self.model, faces, self.mean, self.std, tta=tta, batch_size=batch_size,
-                             temperature=self.temperature)
+        with self.lock:
+            return predict_proba(self.model, faces, self.mean, self.std, tta=tta, batch_size=batch_size,
+                                 temperature=self.temperature)
 
 
 @dataclass(frozen=True)

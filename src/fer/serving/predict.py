@@ -1,21 +1,22 @@
 """`fer predict`: find the faces in images, videos or folders and classify each face's expression.
 
-Each image is decoded and searched for faces on its own; the 48x48 crops then queue up and go
-through `fer.inference.proba.predict_proba` in batches, so a folder of thousands of images costs one
-model call per batch. A file that cannot be used is skipped with a one-line warning, and the
-exit status says whether any was. Videos are analysed frame by frame after the images
-(fer.serving.video), with face tracks and smoothed labels.
+It runs through the Python API (fer.Analyzer). Each image is decoded and searched for faces on its
+own (`Analyzer.detect`); the 48x48 crops then queue up and are classified in batches
+(`Analyzer.classify`), so a folder of thousands of images costs one model call per batch. A file that
+cannot be used is skipped with a one-line warning, and the exit status says whether any was. Videos
+are analysed frame by frame after the images (`Analyzer.stream_video`), with face tracks and
+smoothed labels.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fer.api.analyzer import Analyzer, Found, check_count, check_seconds
+from fer.api.results import CsvRows, csv_rows, draw_faces, image_json
+from fer.api.video import ANNOTATED_SUFFIX, VIDEO_SUFFIXES, BadVideo, VideoOptions, VideoResult, plot_timeline
 from fer.atomic import atomic_path, write_json
-from fer.choices import SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, check_choice, default_detector
+from fer.choices import DETECTORS, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, check_choice, default_detector
 from fer.errors import FerError, first_line
-from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image, to_gray
-from fer.inference.detectors import Box, Detector, make_detector
-from fer.inference.faces import Face, classify_faces, find_faces
-from fer.inference.models import Classifier, load_classifier
-from fer.serving.results import CsvRows, csv_rows, draw_faces, image_json
-from fer.serving.video import (
-    ANNOTATED_SUFFIX,
-    VIDEO_SUFFIXES,
-    BadVideo,
-    VideoOptions,
-    VideoResult,
-    analyse_video,
-    plot_timeline,
-)
+from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image
+from fer.inference.faces import Face
 
 # With --annotate the decoded images wait in memory until their faces are classified; this caps
 # that at a few big photos, whatever the batch size.
@@ -85,7 +77,7 @@ class _Detected:
     source: Source
     width: int
     height: int
-    faces: list[tuple[Box, np.ndarray]]
+    faces: list[Found]
     image: np.ndarray | None = field(default=None, repr=False)  # kept only to draw on
 
 
@@ -139,7 +131,7 @@ def _skip(source: Source, problem: str, failures: list[tuple[Source, str]]) -> N
     failures.append((source, _warn(source.path, problem)))
 
 
-def _detect_each(sources: Sequence[Source], detector: Detector, keep_images: bool,
+def _detect_each(sources: Sequence[Source], analyzer: Analyzer, keep_images: bool,
                  failures: list[tuple[Source, str]], quiet: bool = False) -> Iterator[_Detected]:
     """Decode and search one image at a time; bad files are warned about, recorded and skipped."""
     for source in tqdm(sources, desc="fer predict", unit="image", file=sys.stderr,
@@ -150,7 +142,7 @@ def _detect_each(sources: Sequence[Source], detector: Detector, keep_images: boo
             _skip(source, str(problem), failures)
             continue
         height, width = image.shape[:2]
-        faces = find_faces(to_gray(image), detector)
+        faces = analyzer.detect(image, channels="bgr", name=str(source.path))
         yield _Detected(source, width, height, faces, image if keep_images else None)
 
 
@@ -169,13 +161,9 @@ def _in_batches(detected: Iterable[_Detected], batch_size: int) -> Iterator[list
         yield group
 
 
-def _classify(group: list[_Detected], classifier: Classifier, tta: str, batch_size: int) -> list[ImageResult]:
-    faces = classify_faces([face for item in group for face in item.faces], classifier, tta, batch_size)
-    results, start = [], 0
-    for item in group:
-        results.append(ImageResult(item.source, item.width, item.height, faces[start:start + len(item.faces)]))
-        start += len(item.faces)
-    return results
+def _classify(group: list[_Detected], analyzer: Analyzer) -> list[ImageResult]:
+    faces = analyzer.classify([item.faces for item in group])
+    return [ImageResult(item.source, item.width, item.height, found) for item, found in zip(group, faces)]
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -198,15 +186,15 @@ def _annotate(item: _Detected, result: ImageResult, folder: Path, failures: list
         _skip(item.source, f"annotated copy: {error}", failures)
 
 
-def predict_images(sources: Sequence[Source], classifier: Classifier, detector: Detector, tta: str = "none",
-                   batch_size: int = 256, annotate: Path | None = None, rows: CsvRows | None = None,
-                   quiet: bool = False) -> tuple[list[ImageResult], list[tuple[Source, str]]]:
+def predict_images(sources: Sequence[Source], analyzer: Analyzer, annotate: Path | None = None,
+                   rows: CsvRows | None = None, quiet: bool = False
+                   ) -> tuple[list[ImageResult], list[tuple[Source, str]]]:
     """Results for the images that could be read, and (source, problem) for those that could not."""
     results: list[ImageResult] = []
     failures: list[tuple[Source, str]] = []
-    detected = _detect_each(sources, detector, keep_images=annotate is not None, failures=failures, quiet=quiet)
-    for group in _in_batches(detected, batch_size):
-        group_results = _classify(group, classifier, tta, batch_size)
+    detected = _detect_each(sources, analyzer, keep_images=annotate is not None, failures=failures, quiet=quiet)
+    for group in _in_batches(detected, analyzer.batch_size):
+        group_results = _classify(group, analyzer)
         if rows is not None:
             for result in group_results:
                 rows.add(result.source.path, 0, 0.0, result.faces)
@@ -218,18 +206,17 @@ def predict_images(sources: Sequence[Source], classifier: Classifier, detector: 
     return results, failures
 
 
-def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]], classifier: Classifier,
-            model_path: str, detector: str, tta: str, videos: Sequence[VideoResult] = (),
-            options: VideoOptions | None = None) -> dict[str, Any]:
-    options = options or VideoOptions(tta=tta)
+def to_json(results: Sequence[ImageResult], failures: Sequence[tuple[Source, str]], analyzer: Analyzer,
+            videos: Sequence[VideoResult] = (), options: VideoOptions | None = None) -> dict[str, Any]:
+    options = options or VideoOptions(tta=analyzer.tta)
     return {
-        "model": {"path": str(model_path), "name": classifier.name, "kind": classifier.kind},
-        "detector": detector,
-        "tta": tta,
-        "emotions": list(classifier.classes),
+        "model": {"path": str(analyzer.model), "name": analyzer.architecture, "kind": analyzer.kind},
+        "detector": analyzer.detector,
+        "tta": analyzer.tta,
+        "emotions": list(analyzer.classes),
         "images": [{"path": str(result.source.path), **image_json(result.width, result.height, result.faces)}
                    for result in results],
-        "videos": [video.to_json(classifier.classes) for video in videos],
+        "videos": [video.to_json(analyzer.classes) for video in videos],
         "video_options": {"every": options.every, "smooth_seconds": options.smooth},
         "failed": [{"path": str(source.path), "error": problem} for source, problem in failures],
         "summary": {"images": len(results), "faces": sum(len(result.faces) for result in results),
@@ -260,15 +247,13 @@ def format_table(results: Sequence[ImageResult], failures: Sequence[tuple[Source
     return "\n".join(lines)
 
 
-def _check_options(detector: str, tta: str, batch_size: int, options: VideoOptions) -> Detector:
-    """Reject bad options before any file is read; returns the detector that `detector` names."""
+def _check_options(detector: str, tta: str, batch_size: int, options: VideoOptions) -> None:
+    """Reject bad options before any file is read, naming them as the command line does."""
     check_choice("--tta mode", tta, TTA_MODES)
-    for name, value in (("--batch-size", batch_size), ("--every", options.every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise FerError(f"{name} must be an integer >= 1, got {value!r}")
-    if not math.isfinite(options.smooth) or options.smooth < 0:
-        raise FerError(f"--smooth must be a number of seconds >= 0, got {options.smooth!r}")
-    return make_detector(detector)
+    check_choice("face detector", detector, DETECTORS)
+    check_count("--batch-size", batch_size)
+    check_count("--every", options.every)
+    check_seconds("--smooth", options.smooth)
 
 
 def format_videos(videos: Sequence[VideoResult]) -> str:
@@ -299,19 +284,21 @@ def _write_json(json_out: str, document: dict[str, Any]) -> None:
     write_json(json_out, document)
 
 
-def predict_videos(sources: Sequence[Source], classifier: Classifier, options: VideoOptions,
+def predict_videos(sources: Sequence[Source], analyzer: Analyzer, options: VideoOptions,
                    rows: CsvRows | None, annotate: Path | None, plot: Path | None,
                    failures: list[tuple[Source, str]]) -> tuple[list[VideoResult], int]:
     """Each readable video's result, and how many stopped early; unreadable ones join `failures`."""
     results, cut_short = [], 0
     for source in sources:
         try:
-            result = analyse_video(source.path, classifier, options, rows,
-                                   annotate / source.annotated if annotate is not None else None)
+            result = analyzer.stream_video(source.path, None if rows is None else partial(rows.add, source.path),
+                                           options.every, options.smooth,
+                                           annotate / source.annotated if annotate is not None else None,
+                                           progress=not options.quiet)
             if plot is not None:
-                plot_timeline(result, classifier.classes, plot / source.plot)
+                plot_timeline(result, analyzer.classes, plot / source.plot)
         except BadVideo as problem:
-            _skip(source, str(problem), failures)
+            _skip(source, problem.reason, failures)
             continue
         except (FerError, cv2.error) as error:  # an output that cannot be written: this video only
             _skip(source, f"cannot write its output ({first_line(error)})", failures)
@@ -333,7 +320,7 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_M
     detector = detector or default_detector()
     options = VideoOptions(detector=detector, every=1 if every is None else every,
                            smooth=SMOOTH_SECONDS if smooth is None else smooth, tta=tta, quiet=quiet)
-    face_detector = _check_options(detector, tta, batch_size, options)
+    _check_options(detector, tta, batch_size, options)
     annotate = Path(annotate) if annotate is not None else None
     plot = Path(plot) if plot is not None else None
     sources = find_images(paths, exclude=(annotate, plot))
@@ -350,21 +337,20 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_M
         _check_targets(sources, annotate, "--annotate", lambda source: source.annotated)
     if plot is not None:
         _check_targets(videos, plot, "--plot", lambda source: source.plot)
-    classifier = load_classifier(model)
+    analyzer = Analyzer(model, detector, tta, batch_size)
     for folder, option in ((annotate, "--annotate"), (plot, "--plot")):
         if folder is not None:
             _prepare_folder(folder, option)
     if csv_out is not None:
         _prepare_folder(Path(csv_out).parent, "--csv")
-    with csv_rows(Path(csv_out), classifier.classes) if csv_out is not None else contextlib.nullcontext() as rows:
-        results, failures = predict_images(images, classifier, face_detector, tta, batch_size, annotate, rows, quiet)
-        video_results, cut_short = predict_videos(videos, classifier, options, rows, annotate, plot, failures)
+    with csv_rows(Path(csv_out), analyzer.classes) if csv_out is not None else contextlib.nullcontext() as rows:
+        results, failures = predict_images(images, analyzer, annotate, rows, quiet)
+        video_results, cut_short = predict_videos(videos, analyzer, options, rows, annotate, plot, failures)
     if json_out is not None:
-        _write_json(json_out, to_json(results, failures, classifier, str(model), detector, tta, video_results,
-                                      options))
+        _write_json(json_out, to_json(results, failures, analyzer, video_results, options))
     if json_out != "-":
         if images or not videos:
-            print(format_table(results, failures, classifier.classes))
+            print(format_table(results, failures, analyzer.classes))
         if video_results:
             print(format_videos(video_results))
     return 1 if failures or cut_short else 0

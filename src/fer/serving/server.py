@@ -1,9 +1,10 @@
 """`fer serve`: a web page and a JSON API that classify the faces in uploaded photos and webcam frames.
 
-Each worker process loads the model once (`--workers N`: N processes share one listening socket,
-each with its own copy of the model). `POST /api/predict` takes one image as the multipart field
-`file` and answers with that image's entry of `fer predict --json` (width, height, and each
-face's box, emotion, score and probabilities); `GET /api/health` names the model and the classes;
+Each worker process loads the model once, as a `fer.Analyzer` (`--workers N`: N processes share one
+listening socket, each with its own copy of the model); every request goes through that Analyzer.
+`POST /api/predict` takes one image as the multipart field `file` and answers with that image's
+entry of `fer predict --json` (width, height, and each face's box, emotion, score and
+probabilities); `GET /api/health` names the model and the classes;
 FastAPI documents the API at /docs. The page and its script are files inside this package, held
 in memory and served by name from a fixed table, so no request names a path on disk and the page
 needs nothing from the network.
@@ -34,14 +35,13 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from fer.api.analyzer import Analyzer
+from fer.api.results import class_colour, image_json
 from fer.choices import SHIPPED_MODELS, default_detector
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
-from fer.imaging import BadImage, decode_image, to_gray
-from fer.inference.detectors import Detector, make_detector
-from fer.inference.faces import Face, classify_faces, find_faces
-from fer.inference.models import Classifier, load_classifier
-from fer.serving.results import class_colour, image_json
+from fer.imaging import BadImage, decode_image
+from fer.inference.faces import Face
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
 # Room for the multipart envelope (boundaries, part headers, a long file name) around the file
@@ -71,12 +71,13 @@ class Prediction:
     faces: list[Face]
 
 
-def predict_bytes(data: bytes, classifier: Classifier, detector: Detector) -> Prediction:
-    """The prediction path for one encoded image: decode, find faces, classify them in one batch.
+def predict_bytes(data: bytes, analyzer: Analyzer) -> Prediction:
+    """The prediction path for one encoded image: decode (here, so that the answer can give the size and
+    a bad upload its reason), then the Analyzer finds the faces and classifies them in one batch.
     Raises BadImage when the bytes are not a usable image."""
     image = decode_image(data)
     height, width = image.shape[:2]
-    return Prediction(width, height, classify_faces(find_faces(to_gray(image), detector), classifier))
+    return Prediction(width, height, analyzer.analyze(image, channels="bgr"))
 
 
 class UploadTooLarge(HTTPException):
@@ -143,12 +144,8 @@ def model_label(model: str | os.PathLike) -> str:
     return str(model) if str(model) in SHIPPED_MODELS else Path(model).name
 
 
-def create_app(classifier: Classifier, label: str, max_upload_bytes: int, detector: str | None = None
-               ) -> FastAPI:
-    """The app around a loaded classifier; `label` is the model's name in /api/health, `detector`
-    the name of the face detector (the default one unless told)."""
-    detector = detector or default_detector()
-    detect = make_detector(detector)
+def create_app(analyzer: Analyzer, label: str, max_upload_bytes: int) -> FastAPI:
+    """The app around a loaded Analyzer; `label` is the model's name in /api/health."""
     # One prediction at a time: torch and OpenCV already use every core given to this process for
     # one image, and a queue keeps the event loop free to answer the others.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-predict")
@@ -156,20 +153,20 @@ def create_app(classifier: Classifier, label: str, max_upload_bytes: int, detect
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Before the first request, on the thread that runs predictions.
-        await asyncio.get_running_loop().run_in_executor(worker, _warm_up, classifier, detect)
+        await asyncio.get_running_loop().run_in_executor(worker, _warm_up, analyzer)
         yield
         worker.shutdown(wait=True)
 
     app = FastAPI(title="fer serve", version="1", lifespan=lifespan,
                   description="Facial-emotion recognition: faces, boxes and the probability of each of "
-                              f"{len(classifier.classes)} emotions for one image per request.")
+                              f"{len(analyzer.classes)} emotions for one image per request.")
     app.add_middleware(BodyLimit, limit=max_upload_bytes + ENVELOPE_BYTES, shown_limit=max_upload_bytes)
     static = _static_files()
-    health = {"status": "ok", "model": {"name": label, "architecture": classifier.name, "kind": classifier.kind,
-                                        "temperature": classifier.temperature},
-              "classes": list(classifier.classes),
-              "colours": {name: "#{2:02x}{1:02x}{0:02x}".format(*class_colour(name)) for name in classifier.classes},
-              "detector": detector, "face_size": IMAGE_SIZE,
+    health = {"status": "ok", "model": {"name": label, "architecture": analyzer.architecture, "kind": analyzer.kind,
+                                        "temperature": analyzer.temperature},
+              "classes": list(analyzer.classes),
+              "colours": {name: "#{2:02x}{1:02x}{0:02x}".format(*class_colour(name)) for name in analyzer.classes},
+              "detector": analyzer.detector, "face_size": IMAGE_SIZE,
               "max_upload_bytes": max_upload_bytes}
 
     @app.exception_handler(RequestValidationError)
@@ -201,7 +198,7 @@ def create_app(classifier: Classifier, label: str, max_upload_bytes: int, detect
         start = time.perf_counter()
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                worker, predict_bytes, data, classifier, detect)
+                worker, predict_bytes, data, analyzer)
         except BadImage as problem:
             raise HTTPException(422, " ".join(str(problem).split())) from None
         body = image_json(result.width, result.height, result.faces)
@@ -234,12 +231,13 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _warm_up(classifier: Classifier, detector: Detector) -> None:
-    """Run each step once, so that the first request does not pay for lazily built kernels and buffers."""
-    classifier.predict_proba(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+def _warm_up(analyzer: Analyzer) -> None:
+    """Run each step once on the thread that answers requests (the Analyzer warmed up the thread that
+    made it), so that the first request does not pay for lazily built kernels, buffers and detector."""
+    analyzer.warm_up()
     ok, blank = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
     if ok:
-        predict_bytes(blank.tobytes(), classifier, detector)
+        predict_bytes(blank.tobytes(), analyzer)
 
 
 def _check_options(port: int, max_upload_mb: float, workers: int) -> int:
@@ -293,8 +291,7 @@ def worker_app() -> FastAPI:
         settings = WorkerSettings(**json.loads(os.environ[WORKER_SETTINGS_VARIABLE]))
         torch.set_num_threads(settings.threads)
         cv2.setNumThreads(settings.threads)
-        return create_app(load_classifier(settings.model), settings.label, settings.max_upload_bytes,
-                          settings.detector)
+        return create_app(Analyzer(settings.model, settings.detector), settings.label, settings.max_upload_bytes)
     except Exception as error:  # the parent loaded the same model, so this is rare: say it and stop
         what = str(error) if isinstance(error, FerError) else f"{type(error).__name__}: {error}"
         print(f"fer: error: worker process {os.getpid()}: {' '.join(what.split())}", file=sys.stderr, flush=True)
@@ -311,22 +308,20 @@ def run(model: str | os.PathLike = SHIPPED_MODELS[0], host: str = "127.0.0.1", p
     detector = default_detector()
     # Loaded here whatever the number of workers, so that a bad model or a missing detector is one
     # line before anything listens; with workers, each then loads its own copy.
-    classifier = load_classifier(model)
+    analyzer = Analyzer(model, detector)
     label = model_label(model)
-    app = create_app(classifier, label, max_upload_bytes, detector) if workers == 1 else None
-    if app is None:
-        make_detector(detector)
+    app = create_app(analyzer, label, max_upload_bytes) if workers == 1 else None
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     processes = "" if workers == 1 else f", {workers} worker processes"
-    print(f"fer serve: {label} ({classifier.name}, {classifier.kind}{processes}) at http://{shown}:{bound_port}/ "
+    print(f"fer serve: {label} ({analyzer.architecture}, {analyzer.kind}{processes}) at http://{shown}:{bound_port}/ "
           f"(API docs at /docs; Ctrl+C stops)", flush=True)
     if app is not None:
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
         server.run(sockets=[sock])
         return 0
-    del classifier
+    del analyzer
     # The socket is bound here (port 0 included) and handed to the workers, which all accept from
     # it; a keep-alive connection stays with the worker that accepted it.
     settings = WorkerSettings(str(model), label, max_upload_bytes, detector, worker_threads(workers))
