@@ -169,3 +169,18 @@ def test_a_tilted_face_is_measured_and_cut_more_upright(turn):
     reference = crop_face(gray, level)
     as_cut = cv2.resize(cut_out(turned, tilted), (48, 48), interpolation=cv2.INTER_AREA)
     assert distance(crop_face(turned, tilted), reference) < distance(as_cut, reference)
+
+
+def test_yunet_drops_faces_too_small_to_read(monkeypatch):
+    """Boxes under MIN_CLASSIFIED_SIDE photo pixels go (a 640-pixel photo is searched at 480: 0.75)."""
+    from fer.inference import detectors
+
+    def found(bgr: np.ndarray) -> np.ndarray:  # score, x, y, w, h in the searched copy, no eyes
+        rows = [[90, 10, 10, 11, 14], [90, 100, 100, 13, 16], [90, 300, 200, 60, 75]]
+        return np.hstack([np.array(rows, np.float32), np.full((3, 4), np.nan, np.float32)])
+
+    monkeypatch.setattr(detectors, "_import_yunet", lambda: found)
+    boxes = detectors.yunet_detector(margin=0.0)(np.zeros((480, 640), np.uint8))
+    # Squares of the longer side: 16 / 0.75 and 75 / 0.75; the face 11 / 0.75 = 14.7 pixels wide is dropped.
+    assert [box[2] for box in boxes] == [21, 100]
+    assert detectors.MIN_CLASSIFIED_SIDE == 16

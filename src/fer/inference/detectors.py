@@ -199,6 +199,12 @@ YUNET_SIDES = (320, 480)
 YUNET_SCORE = 0.6  # of 1; see benchmarks/README.md for the false boxes that 0.5 lets through in grayscale
 YUNET_MARGIN = 0.10
 YUNET_SHIFT = 0.0
+# Faces found but too small to read are dropped. Shrinking PublicTest's faces to N pixels and
+# enlarging them back (benchmarks/face_size.py), fer2013 reads 24% at 8 pixels (chance: 25%), 31% at
+# 12, 41% at 16 and 48% at 20 (68% at 48): under 16 photo pixels a face's label is close to a guess.
+# Small faces are kept otherwise, however much larger other faces in the photo are: a bystander's
+# face is a face.
+MIN_CLASSIFIED_SIDE = 16
 
 
 def _import_yunet() -> Callable[[np.ndarray], np.ndarray]:
@@ -253,6 +259,7 @@ def yunet_detector(sides: tuple[int, int] = YUNET_SIDES, threshold: float = YUNE
             gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
         rows = run(cv2.cvtColor(np.ascontiguousarray(copy), cv2.COLOR_GRAY2BGR))
         rows = rows[rows[:, 0] >= threshold * 100]
+        rows = rows[np.minimum(rows[:, 3], rows[:, 4]) >= MIN_CLASSIFIED_SIDE * factor]
         boxes = [tuple(round(float(value) / factor) for value in row[1:5]) for row in rows]
         tilts = {box: eye_tilt(row) if upright else 0.0 for box, row in zip(boxes, rows)}
         return [TiltedBox(framed_box(box, margin, shift), tilts[box]) if tilts[box] else framed_box(box, margin, shift)
