@@ -73,10 +73,16 @@ def read_labelled(path: Path, classes: Sequence[str], split: str | None = None,
     """`fer evaluate --data`: images and labels (indices into the model's `classes`) from a CSV (all
     rows or those of one Usage value, with the labels of the model's label set), an image folder (all
     of it or one split, as preprocess splits it) or a folder of class folders."""
+    return read_labelled_splits(path, classes, (split,), votes)[0]
+
+
+def read_labelled_splits(path: Path, classes: Sequence[str], splits: Sequence[str | None],
+                         votes: str | Path | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`read_labelled` of each of `splits` (None: all of it), reading the source once."""
     if not path.exists():
         raise FerError(f"{path}: no such file or folder")
     if path.is_dir():
-        return _read_folder(path, classes, split, votes)
+        return _read_folder(path, classes, splits, votes)
     if not path.name.lower().endswith((".csv", ".csv.gz")):
         raise FerError(f"{path}: not a .csv, .csv.gz or folder of class folders")
     labels = label_set_of(classes)
@@ -85,29 +91,32 @@ def read_labelled(path: Path, classes: Sequence[str], split: str | None = None,
                        f"supply ({', '.join(LABEL_SETS)}); evaluate it on class folders")
     votes_path = votes_file(labels, str(path), votes)
     if votes_path is None:
-        return _usage_rows(read_csv_usages(path), split, path)
+        rows = read_csv_usages(path)
+        return [_usage_rows(rows, split, path) for split in splits]
     # FER+ votes line up with FER-2013's own CSV, row by row and split by split
-    _check_split_name(split)
-    return _split_rows(relabelled(read_csv(path), votes_path, str(path)), split)
+    _check_split_names(splits)
+    data = relabelled(read_csv(path), votes_path, str(path))
+    return [_split_rows(data, split) for split in splits]
 
 
-def _read_folder(path: Path, classes: Sequence[str], split: str | None,
-                 votes: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+def _read_folder(path: Path, classes: Sequence[str], splits: Sequence[str | None],
+                 votes: str | Path | None) -> list[tuple[np.ndarray, np.ndarray]]:
     if votes is not None:
         raise FerError(f"{path}: --ferplus-votes applies to a CSV; a folder's labels are its folder names")
     if not holds_split_folders(path):
-        if split is not None:
+        if any(split is not None for split in splits):
             raise FerError(f"{path}: --split applies to a CSV or an image folder with train/ and test/; "
                            "for a folder of class folders, name the folder of the split")
-        return read_class_folders(path, classes)
-    _check_split_name(split)
-    return _split_rows(read_folder(path, DATA_CODE_DEFAULTS["valid_fraction"], DATA_CODE_DEFAULTS["seed"], classes),
-                       split)
+        return [read_class_folders(path, classes)] * len(splits)
+    _check_split_names(splits)
+    data = read_folder(path, DATA_CODE_DEFAULTS["valid_fraction"], DATA_CODE_DEFAULTS["seed"], classes)
+    return [_split_rows(data, split) for split in splits]
 
 
-def _check_split_name(split: str | None) -> None:
-    if split is not None and split not in SPLIT_NAMES:
-        raise FerError(f"unknown --split '{split}' (known: {', '.join(SPLIT_NAMES)})")
+def _check_split_names(splits: Sequence[str | None]) -> None:
+    unknown = [split for split in splits if split is not None and split not in SPLIT_NAMES]
+    if unknown:
+        raise FerError(f"unknown --split '{unknown[0]}' (known: {', '.join(SPLIT_NAMES)})")
 
 
 def _split_rows(data: Dataset, split: str | None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,8 @@ class set, though not every class need be present: macro-F1 averages over the cl
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,22 @@ from fer.data.labelled import read_labelled
 from fer.errors import FerError
 from fer.evaluation.calibration import expected_calibration_error
 from fer.evaluation.evaluate import per_class_report
-from fer.inference.models import load_classifier
+from fer.inference.models import Classifier, load_classifier
 
 
 def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return log_loss(labels, probabilities, labels=list(range(probabilities.shape[1])))
+
+
+def load_ensemble(models: Sequence[str | os.PathLike]) -> list[Classifier]:
+    """The classifiers of `models`, which must predict one class set (an ensemble averages their probabilities)."""
+    classifiers = [load_classifier(model) for model in models]
+    classes = classifiers[0].classes
+    for model, classifier in zip(models, classifiers):
+        if classifier.classes != classes:
+            raise FerError(f"{model}: predicts {', '.join(classifier.classes)}, but {models[0]} predicts "
+                           f"{', '.join(classes)}: an ensemble needs one class set")
+    return classifiers
 
 
 def score(models: Sequence[str], data: Path, split: str | None = None, tta: str = "none",
@@ -35,23 +46,26 @@ def score(models: Sequence[str], data: Path, split: str | None = None, tta: str 
     """Accuracy, macro-F1, the per-class report and calibration on the labelled data, of one model
     or of the ensemble of several (their calibrated probabilities averaged). Macro-F1 and the per-class
     report cover the classes present in the labels; the model's others are listed in "classes_absent"."""
-    classifiers = [load_classifier(model) for model in models]
+    classifiers = load_ensemble(models)
+    images, labels = read_labelled(data, classifiers[0].classes, split, votes)
+    return score_arrays(models, images, labels, str(data), split, tta, classifiers)
+
+
+def score_arrays(models: Sequence[str | os.PathLike], images: np.ndarray, labels: np.ndarray, data: str,
+                 split: str | None = None, tta: str = "none",
+                 classifiers: Sequence[Classifier] | None = None) -> dict[str, Any]:
+    """`score` on labelled faces already read: uint8 images (N, 48, 48) and labels indexing the models'
+    classes, `data` and `split` naming where they came from. `classifiers` are the models' when loaded."""
+    classifiers = load_ensemble(models) if classifiers is None else classifiers
     classes = classifiers[0].classes
-    for model, classifier in zip(models, classifiers):
-        if classifier.classes != classes:
-            raise FerError(f"{model}: predicts {', '.join(classifier.classes)}, but {models[0]} predicts "
-                           f"{', '.join(classes)}: an ensemble needs one class set")
-    images, labels = read_labelled(data, classes, split, votes)
-    calibrated = [c.predict_proba(images, tta=tta) for c in classifiers]
-    # A model without a temperature is its own uncalibrated self: no second pass for it.
-    uncalibrated = [p if c.temperature == 1.0 else replace(c, temperature=1.0).predict_proba(images, tta=tta)
-                    for c, p in zip(classifiers, calibrated)]
-    probabilities, uncalibrated = np.mean(calibrated, axis=0), np.mean(uncalibrated, axis=0)
+    # The calibrated and the uncalibrated probabilities, from one pass of each network.
+    passes = [c.predict_proba_at(images, (c.temperature, 1.0), tta=tta) for c in classifiers]
+    probabilities, uncalibrated = (np.mean([each[index] for each in passes], axis=0) for index in (0, 1))
     # The log-loss is what temperature scaling minimises; the ECE is what a reader of probabilities feels.
     ece = {f"{name}{suffix}": round(float(measure(p, labels)), 6)
            for name, measure in (("expected_calibration_error", expected_calibration_error), ("log_loss", nll))
            for suffix, p in (("", probabilities), ("_at_temperature_1", uncalibrated))}
-    return {"model": " + ".join(map(str, models)), "data": str(data), "split": split, "tta": tta,
+    return {"model": " + ".join(map(str, models)), "data": data, "split": split, "tta": tta,
             "images": len(labels), "classes": list(classes), "temperature": [c.temperature for c in classifiers],
             **ece, **per_class_report(labels, probabilities.argmax(axis=1), classes)}
 

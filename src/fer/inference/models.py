@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from torch import nn
 import fer.pretrained
 from fer.choices import SHIPPED_MODELS
 from fer.errors import FerError, first_line
-from fer.inference.proba import predict_proba
+from fer.inference.proba import predict_proba_at
 from fer.models.checkpoint import CheckpointHeader, load_checkpoint, model_from_checkpoint
 
 PRETRAINED_DIR = Path(fer.pretrained.__file__).parent
@@ -51,9 +51,15 @@ class Classifier:
 
     def predict_proba(self, faces: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
         """Calibrated class probabilities (N, classes) for uint8 faces (N, 48, 48)."""
+        return self.predict_proba_at(faces, (self.temperature,), tta, batch_size)[0]
+
+    def predict_proba_at(self, faces: np.ndarray, temperatures: Sequence[float], tta: str = "none",
+                         batch_size: int = 256) -> list[np.ndarray]:
+        """The class probabilities at each of `temperatures` (the calibrated ones at self.temperature),
+        from one pass of the network."""
         with self.lock:
-            return predict_proba(self.model, faces, self.mean, self.std, tta=tta, batch_size=batch_size,
-                                 temperature=self.temperature)
+            return predict_proba_at(self.model, faces, self.mean, self.std, temperatures, tta=tta,
+                                    batch_size=batch_size)
 
 
 @dataclass(frozen=True)

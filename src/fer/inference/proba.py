@@ -6,7 +6,7 @@ augmented the same way wherever it is scored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,7 +41,6 @@ def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
     return _VIEWS[check_choice("TTA mode", tta, TTA_MODES)](x)
 
 
-@torch.no_grad()
 def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: np.ndarray,
                   mean: float, std: float, *, tta: str = "none", batch_size: int = 1024,
                   device: torch.device | None = None, precision: str = "fp32",
@@ -52,6 +51,16 @@ def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], ima
     `model` is a torch network or any callable from a float (B,1,48,48) batch to (B,classes) logits,
     such as an ONNX Runtime session wrapper; a callable gets plain contiguous NCHW input.
     """
+    return predict_proba_at(model, images, mean, std, (temperature,), tta=tta, batch_size=batch_size, device=device,
+                            precision=precision, channels_last=channels_last)[0]
+
+
+@torch.no_grad()
+def predict_proba_at(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: np.ndarray,
+                     mean: float, std: float, temperatures: Sequence[float], *, tta: str = "none",
+                     batch_size: int = 1024, device: torch.device | None = None, precision: str = "fp32",
+                     channels_last: bool = True) -> list[np.ndarray]:
+    """`predict_proba` at each of `temperatures`, from one pass of the network: one array per temperature."""
     device = device or torch.device("cpu")
     if isinstance(model, nn.Module):
         model = model.to(device).eval()
@@ -59,19 +68,21 @@ def predict_proba(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], ima
             model = model.to(memory_format=torch.channels_last)
     else:
         channels_last = False
-    outputs = []
+    outputs: list[list[torch.Tensor]] = [[] for _ in temperatures]
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
         x = normalize(batch, mean, std, channels_last=False)
         views = tta_views(x, tta)
-        total = 0
+        totals: list[torch.Tensor | int] = [0 for _ in temperatures]
         for view in views:
             if channels_last:
                 view = view.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
-                logits = model(view)
-            total = total + (logits.float() / temperature).softmax(dim=1)
-        outputs.append(total / len(views))
-    if not outputs:  # no images: the model's answer to an empty batch has the right number of classes
-        return model(torch.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), device=device)).float().cpu().numpy()
-    return torch.cat(outputs).cpu().numpy()
+                logits = model(view).float()
+            totals = [total + (logits / temperature).softmax(dim=1) for total, temperature in zip(totals, temperatures)]
+        for output, total in zip(outputs, totals):
+            output.append(total / len(views))
+    if not len(images):  # no images: the model's answer to an empty batch has the right number of classes
+        empty = model(torch.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), device=device)).float().cpu().numpy()
+        return [empty for _ in temperatures]
+    return [torch.cat(output).cpu().numpy() for output in outputs]
