@@ -45,9 +45,9 @@ import numpy as np
 import torch
 
 from common import REPO, interleaved, machine
+from fer.api import Analyzer
 from fer.choices import yunet_module
 from fer.inference.detectors import Box, Detector, haar_detector, hog_detector, yunet_detector
-from fer.inference.models import load_classifier
 from fer.serving.server import predict_bytes
 
 DATA = REPO.parent / "shared" / "data"
@@ -222,9 +222,8 @@ def latency(scene: np.ndarray, detectors: dict[str, Detector], rounds: int) -> d
     """decode + detect + crop + classify of the scene as a JPEG (predict_bytes), one torch thread."""
     torch.set_num_threads(1)
     data = cv2.imencode(".jpg", cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR))[1].tobytes()
-    classifier = load_classifier("fer2013")
     names = [name for name in ("yunet", "hog", "haar") if name in detectors]
-    actions = {name: stopwatch(partial(predict_bytes, data, classifier, detectors[name])) for name in names}
+    actions = {name: stopwatch(partial(predict_bytes, data, Analyzer("fer2013", detector=name))) for name in names}
     interleaved(actions, 3)
     times = interleaved(actions, rounds * 3)
     return {name: summary(values) for name, values in times.items()}

@@ -9,8 +9,8 @@ bytes in memory to calibrated probabilities: decode, find faces, crop, classify,
 loaded. All are `fer.serving.server.predict_bytes`; only the detector differs: "yunet" is the default
 where its wheel installs (YuNet on a copy of 480 pixels), "hog" the default elsewhere (dlib's HOG at
 80/60 of the photo: faces from 60 pixels), "haar" the half-size Haar search that was the default
-before them, "haar 1x" the whole-image Haar search (scale steps of 1.1, 5 neighbours) used before
-`fer serve` existed; with --compare, the default detector's path with each other model (say, the
+before them (the whole-image Haar search used before `fer serve` existed was timed until
+2026-12-02: benchmarks/README.md); with --compare, the default detector's path with each other model (say, the
 single network against an ensemble). They take turns (common.interleaved); reported: each one's median and
 p90, and the median of the per-round ratios of each to hog.
 
@@ -45,16 +45,15 @@ import numpy as np
 import torch
 
 from common import REPO, machine, seconds_in_turns
+from fer.api import Analyzer
 from fer.choices import default_detector, yunet_module
 from fer.errors import FerError
-from fer.inference.detectors import haar_detector, make_detector
-from fer.inference.models import Classifier, load_classifier
+from fer.inference.models import load_classifier
 from fer.serving.server import predict_bytes
 from predict import checkpoint_for, face_images, scene
 
 PORTRAIT = REPO.parent / "shared" / "data" / "photos" / "portrait.jpg"
 # Haar before `fer serve`: the whole image (up to 1600 pixels), scale steps of 1.1, 5 neighbours.
-FULL_HAAR = {"scale": 1.0, "sides": (1, 1600), "scale_step": 1.1, "min_neighbours": 5}
 BOUNDARY = "fer-benchmark-boundary"
 WARMUP_REQUESTS = 100
 
@@ -63,22 +62,20 @@ def percentile(values: list[float], share: float) -> float:
     return float(np.percentile(values, share))
 
 
-def speed(data: bytes, classifier: Classifier, runs: int, others: dict[str, Classifier]) -> dict[str, Any]:
-    """Each detector with `classifier`, and the default detector with each of `others` (by name); the
-    ratios are to hog's photo path, timed in the same rounds."""
+def speed(data: bytes, model: str, runs: int, others: list[str]) -> dict[str, Any]:
+    """Each detector with `model`, and the default detector with each of `others`; the ratios are to
+    hog's photo path, timed in the same rounds."""
     default = default_detector()
-    names = ["hog", *(["yunet"] if yunet_module() is not None else [])]
-    detectors = {name: make_detector(name) for name in names} | {
-        "haar": haar_detector(), "haar 1x": haar_detector(**FULL_HAAR)}
-    actions = {name: partial(predict_bytes, data, classifier, detector) for name, detector in detectors.items()}
-    actions |= {f"{default}, model {name}": partial(predict_bytes, data, other, detectors[default])
-                for name, other in others.items()}
+    names = [*(["yunet"] if yunet_module() is not None else []), "hog", "haar"]
+    analyzers = {name: Analyzer(model, detector=name) for name in names}
+    analyzers |= {f"{default}, model {other}": Analyzer(other, detector=default) for other in others}
+    actions = {name: partial(predict_bytes, data, analyzer) for name, analyzer in analyzers.items()}
     faces = {name: len(action().faces) for name, action in actions.items()}
     seconds = seconds_in_turns(actions, runs, warmup=5)
     report: dict[str, Any] = {
         name: {"median_ms": 1000 * statistics.median(values), "p90_ms": 1000 * percentile(values, 90),
                "faces": faces[name]} for name, values in seconds.items()}
-    for name in list(actions)[1:]:
+    for name in [name for name in actions if name != "hog"]:
         ratios = [other / hog for other, hog in zip(seconds[name], seconds["hog"])]
         report[name]["ratio_to_hog"] = {"median": statistics.median(ratios), "p10": percentile(ratios, 10),
                                             "p90": percentile(ratios, 90)}
@@ -234,7 +231,7 @@ def main() -> None:
         folder = Path(tmp)
         model, note = model_for(args.model, folder)
         data, photo_note = photo(folder)
-        fast = speed(data, load_classifier(model), args.runs, {name: load_classifier(name) for name in args.compare})
+        fast = speed(data, model, args.runs, args.compare)
         burst_report = load(model, data, args.requests, args.concurrency)
     about = machine()
     print("\n".join(report_lines(about, f"{note}; {photo_note}", fast, burst_report)))
