@@ -1,5 +1,6 @@
 """Video speed of `fer predict`: a 640x360 30 fps clip, every frame, detection + tracking +
-classification + CSV, after start-up; with and without --annotate, side by side.
+classification + CSV, after start-up; with and without --annotate, side by side, with the default
+detector, and (where the default is yunet) with hog in the same turns, for the ratio.
 
 The clip is made here from the real photos in ../shared/data/photos: the camera pans and zooms over
 each photo in turn, so faces move, grow and shrink as in a hand-held video.
@@ -74,15 +75,18 @@ def main() -> None:
         frames = make_clip(photos, clip, args.seconds)
         analyse_video(clip, classifier, VideoOptions(quiet=True))  # warm-up: first-call costs
 
-        def analyse(annotate: bool) -> dict[str, float]:
+        def analyse(annotate: bool, detector: str = default_detector()) -> dict[str, float]:
             started = time.perf_counter()
             with csv_rows(work / "faces.csv", classifier.classes) as rows:
-                result = analyse_video(clip, classifier, VideoOptions(quiet=True), rows,
+                result = analyse_video(clip, classifier, VideoOptions(detector=detector, quiet=True), rows,
                                        work / "annotated.mp4" if annotate else None)
             seconds = time.perf_counter() - started
             return {"seconds": seconds, "fps": result.frames / seconds, "tracks": len(result.tracks)}
 
-        results = interleaved({"csv": lambda: analyse(False), "csv+annotate": lambda: analyse(True)}, args.rounds)
+        variants = {"csv": lambda: analyse(False), "csv+annotate": lambda: analyse(True)}
+        if default_detector() != "hog":
+            variants["csv, hog"] = lambda: analyse(False, "hog")
+        results = interleaved(variants, args.rounds)
     report = {"machine": machine(), "commit": git_commit(), "detector": default_detector(), "model": SHIPPED_MODELS[0],
               "clip": {"frames": frames, "fps": FPS, "size": list(SIZE), "photos": [p.name for p in photos]}}
     for name, runs in results.items():
