@@ -133,7 +133,8 @@ class Analyzer:
 
     def detect(self, image: Any, channels: str | None = None, name: str = "image") -> list[Found]:
         """The faces in one photo, found and cropped but not classified: the first half of
-        `analyze_batch`, for callers that gather their own batches (`fer predict` does)."""
+        `analyze_batch`, for callers that gather their own batches (`fer predict` does). `name` is what
+        a FerError calls the image."""
         return find_faces(to_gray(image, channels, name), self._face_detector())
 
     def classify(self, found: Sequence[Sequence[Found]]) -> list[list[Face]]:
