@@ -110,7 +110,7 @@ class Analyzer:
 
     @property
     def kind(self) -> str:
-        """"checkpoint" or "onnx": what runs the model."""
+        """What runs the model: "checkpoint" or "onnx"."""
         return self._classifier.kind
 
     @property
