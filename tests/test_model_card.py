@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, gray_image, requires_shared_data
-from fer.choices import SHIPPED_MODELS
+from fer.choices import PHOTO_MODEL, SHIPPED_MODELS
 from fer.cli import main
 from fer.data.labelled import read_labelled_splits
 from fer.emotions import LABEL_SETS
@@ -52,7 +52,7 @@ def test_predict_works_with_no_model_argument(tmp_path: Path, capsys: pytest.Cap
     cv2.imwrite(str(tmp_path / "face.png"), gray_image(120))
     assert main(["predict", str(tmp_path / "face.png"), "--detector", "none", "--json", "-"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["model"]["path"] == SHIPPED_MODELS[0] and len(result["images"][0]["faces"]) == 1
+    assert result["model"]["path"] == PHOTO_MODEL and len(result["images"][0]["faces"]) == 1
 
 
 @pytest.mark.parametrize("name", SHIPPED_MODELS)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import write_untrained_checkpoint
+from fer.choices import default_detector
 from fer.emotions import FER2013_CLASSES
 from test_serve import Server, encode, face_scene
 
@@ -131,6 +132,7 @@ def test_photos_are_shown_with_boxes_emotions_and_bars(page, files):
     photo, blank = card(page, "#results > .result:nth-child(1)"), card(page, "#results > .result:nth-child(2)")
     assert photo["title"] == "smiling person.jpg"
     assert_annotated(photo)
+    assert f"face detector {default_detector()}" in page.find_element(By.ID, "model").text
     assert blank["state"] == "done" and blank["message"].startswith("No face found"), blank
     if os.environ.get("FER_SERVE_SCREENSHOT"):
         page.save_screenshot(os.environ["FER_SERVE_SCREENSHOT"])

@@ -14,8 +14,12 @@ from fer.emotions import LABEL_SETS
 from fer.errors import FerError
 
 MODEL_NAMES: tuple[str, ...] = ("basic", "vgg")  # architectures
-# Trained models that ship inside the package (src/fer/pretrained/<name>.pt); the first is the default.
+# Trained models that ship inside the package (src/fer/pretrained/<name>.pt); the first is the
+# pipeline's reference and the default of `fer evaluate --data` and `fer export`.
 SHIPPED_MODELS: tuple[str, ...] = ("fer2013", "ferplus")
+# The default for photos and video (`fer predict`, `fer serve`, fer.Analyzer): on real press photos
+# (wild-faces) ferplus reads 74.7% of faces right against 58.6% for fer2013 (docs/results.md).
+PHOTO_MODEL = "ferplus"
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
 # Face detectors; the default is default_detector(): yunet where its wheel is installed, else hog.
 DETECTORS: tuple[str, ...] = ("yunet", "hog", "haar", "none")

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fer.choices import DETECTORS, LABELS, MODEL_NAMES, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, default_detector
+from fer.choices import (
+    DETECTORS,
+    LABELS,
+    MODEL_NAMES,
+    PHOTO_MODEL,
+    SHIPPED_MODELS,
+    SMOOTH_SECONDS,
+    TTA_MODES,
+    default_detector,
+)
 from fer.errors import FerError
 from fer.layout import DATA_DIR
 from fer.params import DEFAULT_PARAMS
@@ -51,6 +60,10 @@ def _preprocess(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     return _run_module("train", name=args.model, params_path=args.params)
 
+
+# `fer predict` and `fer serve` default to the model that reads real photos best (fer.choices.PHOTO_MODEL).
+PHOTO_MODEL_HELP = (f"a shipped model ({', '.join(SHIPPED_MODELS)}; default {PHOTO_MODEL}: FER+'s eight classes), "
+                    "a .pt checkpoint or an .onnx model")
 
 # `fer evaluate`'s options that act in one mode only: with --data (any model on any data), or
 # without it (the pipeline's models). Their defaults are None, so that "given" can be told apart.
@@ -152,8 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = command("predict", _predict, "classify the faces in images, videos or folders", params=False)
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, or folders (recursive)")
-    predict.add_argument("--model", default=SHIPPED_MODELS[0],
-                         help=f"a shipped model ({', '.join(SHIPPED_MODELS)}), a .pt checkpoint or an .onnx model")
+    predict.add_argument("--model", default=PHOTO_MODEL, help=PHOTO_MODEL_HELP)
     predict.add_argument("--detector", choices=DETECTORS, default=default_detector(),
                          help=f"default: {default_detector()} (yunet where its wheel installs, else hog); "
                          "'none' treats each image as one pre-cropped face")
@@ -178,8 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = command("serve", _serve, "serve a web page and a JSON API that classify faces in photos and webcam frames",
                     params=False)
-    serve.add_argument("--model", default=SHIPPED_MODELS[0],
-                       help=f"a shipped model ({', '.join(SHIPPED_MODELS)}), a .pt checkpoint or an .onnx model")
+    serve.add_argument("--model", default=PHOTO_MODEL, help=PHOTO_MODEL_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     serve.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",

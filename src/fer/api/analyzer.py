@@ -24,7 +24,7 @@ import pandas as pd
 from fer.api.inputs import ACCEPTED, to_gray
 from fer.api.results import CsvRows
 from fer.api.video import BadVideo, OnFrame, VideoOptions, VideoResult, analyse_video
-from fer.choices import DETECTORS, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, check_choice, default_detector
+from fer.choices import DETECTORS, PHOTO_MODEL, SMOOTH_SECONDS, TTA_MODES, check_choice, default_detector
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.inference.detectors import Box, Detector, make_detector
@@ -70,7 +70,8 @@ class VideoAnalysis:
 class Analyzer:
     """Faces and their emotions in photos and videos, with one model and one face detector.
 
-    `model`: a shipped model's name ("fer2013", "ferplus"), a .pt checkpoint or an .onnx export.
+    `model`: a shipped model's name ("ferplus", the default for photos, or "fer2013"), a .pt checkpoint or an
+    .onnx export.
     `detector`: one of fer.choices.DETECTORS; None is the default (yunet where its wheel installs,
     else hog), resolved here, so a pickled Analyzer uses the same detector wherever it is rebuilt.
     `tta`: test-time augmentation, "none", "flip" or "tencrop". `batch_size`: faces per forward pass.
@@ -80,7 +81,7 @@ class Analyzer:
     module-level model: two Analyzers are independent.
     """
 
-    def __init__(self, model: str | os.PathLike = SHIPPED_MODELS[0], detector: str | None = None,
+    def __init__(self, model: str | os.PathLike = PHOTO_MODEL, detector: str | None = None,
                  tta: str = "none", batch_size: int = 256) -> None:
         self.model = model
         self.detector = check_choice("face detector", detector or default_detector(), DETECTORS)

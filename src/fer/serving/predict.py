@@ -28,7 +28,14 @@ from fer.api.analyzer import Analyzer, Found, check_count, check_seconds
 from fer.api.results import CsvRows, csv_rows, draw_faces, image_json
 from fer.api.video import ANNOTATED_SUFFIX, VIDEO_SUFFIXES, BadVideo, VideoOptions, VideoResult, plot_timeline
 from fer.atomic import atomic_path, write_json
-from fer.choices import DETECTORS, SHIPPED_MODELS, SMOOTH_SECONDS, TTA_MODES, check_choice, default_detector
+from fer.choices import (
+    DETECTORS,
+    PHOTO_MODEL,
+    SMOOTH_SECONDS,
+    TTA_MODES,
+    check_choice,
+    default_detector,
+)
 from fer.errors import FerError, first_line
 from fer.imaging import IMAGE_SUFFIXES, BadImage, image_files, read_image
 from fer.inference.faces import Face
@@ -310,7 +317,7 @@ def predict_videos(sources: Sequence[Source], analyzer: Analyzer, options: Video
     return results, cut_short
 
 
-def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_MODELS[0],
+def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = PHOTO_MODEL,
         detector: str | None = None, json_out: str | None = None, csv_out: str | os.PathLike | None = None,
         annotate: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, tta: str = "none",
         batch_size: int = 256, every: int | None = None, smooth: float | None = None, quiet: bool = False) -> int:
@@ -351,6 +358,7 @@ def run(paths: Sequence[str | os.PathLike], model: str | os.PathLike = SHIPPED_M
     if json_out != "-":
         if images or not videos:
             print(format_table(results, failures, analyzer.classes))
+            print(f"model {model}, face detector {analyzer.detector}")
         if video_results:
             print(format_videos(video_results))
     return 1 if failures or cut_short else 0

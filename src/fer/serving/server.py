@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fer.api.analyzer import Analyzer
 from fer.api.results import class_colour, image_json
-from fer.choices import SHIPPED_MODELS, default_detector
+from fer.choices import PHOTO_MODEL, SHIPPED_MODELS, default_detector
 from fer.emotions import IMAGE_SIZE
 from fer.errors import FerError
 from fer.imaging import BadImage, decode_image
@@ -298,7 +298,7 @@ def worker_app() -> FastAPI:
         sys.exit(STARTUP_FAILURE)
 
 
-def run(model: str | os.PathLike = SHIPPED_MODELS[0], host: str = "127.0.0.1", port: int = 8000,
+def run(model: str | os.PathLike = PHOTO_MODEL, host: str = "127.0.0.1", port: int = 8000,
         max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, workers: int = 1) -> int:
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE

@@ -47,7 +47,8 @@ async function loadHealth() {
     state.maxBytes = health.max_upload_bytes;
     const model = health.model;
     $("model").textContent = `Model ${model.name} (${model.architecture}, ${model.kind}), ` +
-      `${health.classes.length} emotions: ${health.classes.join(", ")}. Uploads up to ${megabytes(state.maxBytes)}.`;
+      `${health.classes.length} emotions: ${health.classes.join(", ")}; face detector ${health.detector}. ` +
+      `Uploads up to ${megabytes(state.maxBytes)}.`;
   } catch (error) {
     $("model").textContent = `Cannot reach the server (${error.message}).`;
   }
