@@ -30,10 +30,10 @@ import onnxruntime
 import torch
 
 from common import REPO, machine, seconds_in_turns
+from fer.api import Analyzer
 from fer.emotions import FER2013_CLASSES
-from fer.inference.detectors import Detector, make_detector
+from fer.inference.detectors import make_detector
 from fer.inference.faces import find_faces
-from fer.inference.models import Classifier, load_classifier
 from fer.models.checkpoint import save_checkpoint
 from fer.models.networks import build_model
 from fer.serving import export, predict
@@ -93,10 +93,10 @@ def scene(faces: list[Path], path: Path) -> Path:
     raise SystemExit("no face in the folder is detectable by Haar; cannot build the latency scene")
 
 
-def run_predict(sources: list[predict.Source], classifier: Classifier, detector: Detector) -> int:
+def run_predict(sources: list[predict.Source], analyzer: Analyzer) -> int:
     """Predict quietly (no progress bar) and return the number of faces classified."""
     with contextlib.redirect_stderr(io.StringIO()):
-        results, _ = predict.predict_images(sources, classifier, detector)
+        results, _ = predict.predict_images(sources, analyzer)
     return sum(len(result.faces) for result in results)
 
 
@@ -122,14 +122,14 @@ def main() -> None:
         files, folder_note = face_images(folder)
         scene_path = scene(files, folder / "scene.jpg")
         backends = {"torch": checkpoint, "onnx": onnx_path}
-        classifiers = {name: load_classifier(path) for name, path in backends.items()}
+        analyzers = {(name, detector): Analyzer(path, detector) for name, path in backends.items()
+                     for detector in ("none", "haar")}
         sources = [predict.Source(path, Path(path.name)) for path in files]
         one = [predict.Source(scene_path, Path(scene_path.name))]
-        detectors = {name: make_detector(name) for name in ("none", "haar")}
 
         rows = []
-        latency = seconds_in_turns({name: partial(run_predict, one, classifier, detectors["haar"])
-                                    for name, classifier in classifiers.items()}, args.runs, warmup=5)
+        latency = seconds_in_turns({name: partial(run_predict, one, analyzers[name, "haar"]) for name in backends},
+                                   args.runs, warmup=5)
         for name, seconds in latency.items():
             rows.append((f"1 image 640x480 + haar, {name}", f"median {statistics.median(seconds) * 1e3:.1f} ms",
                          f"p90 {np.quantile(seconds, 0.9) * 1e3:.1f} ms"))
@@ -137,9 +137,9 @@ def main() -> None:
             rows.append((f"cold `fer predict` process, {name}", f"{cold_run(path, scene_path):.2f} s",
                          "imports + model load + 1 image"))
         for detector in ("none", "haar"):
-            faces = run_predict(sources, classifiers["torch"], detectors[detector])
-            passes = seconds_in_turns({name: partial(run_predict, sources, classifier, detectors[detector])
-                                       for name, classifier in classifiers.items()}, args.repeats, warmup=1)
+            faces = run_predict(sources, analyzers["torch", detector])
+            passes = seconds_in_turns({name: partial(run_predict, sources, analyzers[name, detector])
+                                       for name in backends}, args.repeats, warmup=1)
             for name, seconds in passes.items():
                 median = statistics.median(seconds)
                 rows.append((f"folder, --detector {detector}, {name}", f"{len(sources) / median:.0f} images/s",

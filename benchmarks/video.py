@@ -15,16 +15,17 @@ import json
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from common import REPO, git_commit, interleaved, machine
-from fer.choices import SHIPPED_MODELS, default_detector
+from fer.api.results import csv_rows
+from fer.api.video import VideoOptions, analyse_video
+from fer.choices import PHOTO_MODEL, default_detector
 from fer.inference.models import load_classifier
-from fer.serving.results import csv_rows
-from fer.serving.video import VideoOptions, analyse_video
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 SIZE = (640, 360)
@@ -68,7 +69,7 @@ def main() -> None:
     photos = sorted(PHOTOS.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"benchmarks/video.py: no photos in {PHOTOS} (the real data is not beside this checkout)")
-    classifier = load_classifier(SHIPPED_MODELS[0])
+    classifier = load_classifier(PHOTO_MODEL)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         clip = work / "clip.mp4"
@@ -78,8 +79,8 @@ def main() -> None:
         def analyse(annotate: bool, detector: str = default_detector()) -> dict[str, float]:
             started = time.perf_counter()
             with csv_rows(work / "faces.csv", classifier.classes) as rows:
-                result = analyse_video(clip, classifier, VideoOptions(detector=detector, quiet=True), rows,
-                                       work / "annotated.mp4" if annotate else None)
+                result = analyse_video(clip, classifier, VideoOptions(detector=detector, quiet=True),
+                                       partial(rows.add, clip), work / "annotated.mp4" if annotate else None)
             seconds = time.perf_counter() - started
             return {"seconds": seconds, "fps": result.frames / seconds, "tracks": len(result.tracks)}
 
@@ -87,7 +88,7 @@ def main() -> None:
         if default_detector() != "hog":
             variants["csv, hog"] = lambda: analyse(False, "hog")
         results = interleaved(variants, args.rounds)
-    report = {"machine": machine(), "commit": git_commit(), "detector": default_detector(), "model": SHIPPED_MODELS[0],
+    report = {"machine": machine(), "commit": git_commit(), "detector": default_detector(), "model": PHOTO_MODEL,
               "clip": {"frames": frames, "fps": FPS, "size": list(SIZE), "photos": [p.name for p in photos]}}
     for name, runs in results.items():
         fps = statistics.median(run["fps"] for run in runs)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fer.api.inputs import ACCEPTED, to_gray
+from fer.api.inputs import ACCEPTED, to_pixels
 from fer.api.results import CsvRows
 from fer.api.video import BadVideo, OnFrame, VideoOptions, VideoResult, analyse_video
 from fer.choices import DETECTORS, PHOTO_MODEL, SMOOTH_SECONDS, TTA_MODES, check_choice, default_detector
@@ -136,7 +136,7 @@ class Analyzer:
         """The faces in one photo, found and cropped but not classified: the first half of
         `analyze_batch`, for callers that gather their own batches (`fer predict` does). `name` is what
         a FerError calls the image."""
-        return find_faces(to_gray(image, channels, name), self._face_detector())
+        return find_faces(to_pixels(image, channels, name), self._face_detector())
 
     def classify(self, found: Sequence[Sequence[Found]]) -> list[list[Face]]:
         """The faces that `detect` found in each of several photos, classified together in batches of

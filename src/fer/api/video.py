@@ -212,7 +212,7 @@ def _searched(frames: Iterator[np.ndarray], options: VideoOptions
     def search(frame: np.ndarray) -> list[tuple[Box, np.ndarray]]:
         if not hasattr(local, "detector"):
             local.detector = make_detector(options.detector)
-        return find_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), local.detector)
+        return find_faces(frame, local.detector)
 
     with ThreadPoolExecutor(DETECT_THREADS) as pool:
         pending: deque[tuple[int, np.ndarray, Future | None]] = deque()

@@ -28,8 +28,13 @@ class TiltedBox(tuple):
         tilted.angle = angle
         return tilted
 
-# A detector maps a grayscale image to the regions to classify; they may reach past its edges.
+# A detector maps a grayscale (H, W) or BGR (H, W, 3) photo to the regions to classify; they may
+# reach past its edges. YuNet reads the colour; the others search in gray.
 Detector = Callable[[np.ndarray], list[Box]]
+
+
+def as_gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 # Haar searches a downscaled copy and the boxes are mapped back. Its cost grows with the pixels it
@@ -149,7 +154,8 @@ def haar_detector(scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_S
         raise FerError(f"{path}: cannot load OpenCV's face cascade (is opencv-python-headless intact?)")
     window = max(cascade.getOriginalWindowSize())
 
-    def detect(gray: np.ndarray) -> list[Box]:
+    def detect(image: np.ndarray) -> list[Box]:
+        gray = as_gray(image)
         factor = search_factor(gray.shape, scale, sides, enlarge=False) if gray.size else 0.0
         if min(gray.shape[:2]) * factor < window:
             return []  # no face fits (and a copy of a one-pixel-wide image would have no pixels)
@@ -175,7 +181,8 @@ def hog_detector(scale: float = HOG_SCALE, sides: tuple[int, int] = HOG_SIDES, u
     hog = dlib.get_frontal_face_detector()
     window = max(hog.detection_window_width, hog.detection_window_height)
 
-    def detect(gray: np.ndarray) -> list[Box]:
+    def detect(image: np.ndarray) -> list[Box]:
+        gray = as_gray(image)
         factor = search_factor(gray.shape, scale, sides) if gray.size else 0.0
         height, width = gray.shape[:2]
         if min(height, width) * factor < window:
@@ -194,7 +201,7 @@ def hog_detector(scale: float = HOG_SCALE, sides: tuple[int, int] = HOG_SIDES, u
 # YuNet (libfacedetection's CNN, yunet, the default where its wheel installs) finds frontal, turned
 # and tilted faces from about 10 pixels, and boxes nothing else in our photos. It searches a copy
 # whose longer side is brought within YUNET_SIDES (its cost grows with the pixels), here in
-# grayscale repeated on three channels, as the other detectors see the photo.
+# colour where the photo has it (grayscale repeated on three channels where it has not).
 YUNET_SIDES = (320, 480)
 YUNET_SCORE = 0.6  # of 1; see benchmarks/README.md for the false boxes that 0.5 lets through in grayscale
 YUNET_MARGIN = 0.10
@@ -251,13 +258,16 @@ def yunet_detector(sides: tuple[int, int] = YUNET_SIDES, threshold: float = YUNE
     (margin 0 and shift 0 give its raw boxes) and benchmarks/wild_faces.py (upright or not)."""
     run = _import_yunet()
 
-    def detect(gray: np.ndarray) -> list[Box]:
-        if min(gray.shape[:2], default=0) < 2:
+    def detect(image: np.ndarray) -> list[Box]:
+        if min(image.shape[:2], default=0) < 2:
             return []
-        factor = search_factor(gray.shape, 1.0, sides)
-        copy = gray if factor == 1.0 else cv2.resize(
-            gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
-        rows = run(cv2.cvtColor(np.ascontiguousarray(copy), cv2.COLOR_GRAY2BGR))
+        factor = search_factor(image.shape, 1.0, sides)
+        copy = image if factor == 1.0 else cv2.resize(
+            image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        # In colour YuNet scores hands and arms far lower than in gray (about 0.25 against 0.65 on
+        # two_people.jpg's crossed arms), so a colour photo is searched in colour.
+        bgr = copy if copy.ndim == 3 else cv2.cvtColor(copy, cv2.COLOR_GRAY2BGR)
+        rows = run(np.ascontiguousarray(bgr))
         rows = rows[rows[:, 0] >= threshold * 100]
         rows = rows[np.minimum(rows[:, 3], rows[:, 4]) >= MIN_CLASSIFIED_SIDE * factor]
         boxes = [tuple(round(float(value) / factor) for value in row[1:5]) for row in rows]
@@ -268,9 +278,9 @@ def yunet_detector(sides: tuple[int, int] = YUNET_SIDES, threshold: float = YUNE
     return detect
 
 
-def whole_image(gray: np.ndarray) -> list[Box]:
+def whole_image(image: np.ndarray) -> list[Box]:
     """The detector for pre-cropped faces: the image itself is the face."""
-    height, width = gray.shape
+    height, width = image.shape[:2]
     return [(0, 0, width, height)]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from fer.emotions import IMAGE_SIZE
 from fer.imaging import to_face48
-from fer.inference.detectors import Box, Detector, clip_box
+from fer.inference.detectors import Box, Detector, as_gray, clip_box
 from fer.inference.models import Classifier
 
 
@@ -47,10 +47,11 @@ def crop_face(gray: np.ndarray, region: Box) -> np.ndarray:
     return to_face48(cut_upright(gray, region, angle) if angle else cut_out(gray, region))
 
 
-def find_faces(gray: np.ndarray, detector: Detector) -> list[tuple[Box, np.ndarray]]:
-    """Each face as (its box clipped to the image, its 48x48 uint8 crop)."""
+def find_faces(image: np.ndarray, detector: Detector) -> list[tuple[Box, np.ndarray]]:
+    """Each face in a grayscale or BGR photo as (its box clipped to the image, its 48x48 uint8 crop)."""
+    gray = as_gray(image)
     height, width = gray.shape
-    return [(clip_box(region, width, height), crop_face(gray, region)) for region in detector(gray)]
+    return [(clip_box(region, width, height), crop_face(gray, region)) for region in detector(image)]
 
 
 @dataclass(frozen=True)
