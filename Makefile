@@ -15,6 +15,7 @@ venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip uninstall -q -y fer 2>/dev/null || true  # this project's old name (before ferkit)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

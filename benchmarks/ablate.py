@@ -33,13 +33,13 @@ from typing import Any
 import yaml
 
 from common import REPO, machine
-from fer.choices import yunet_module
-from fer.data.arrays import load_split
-from fer.inference.detectors import yunet_detector
-from fer.inference.models import model_file
-from fer.inference.proba import predict_proba
-from fer.models.checkpoint import Checkpoint, load_checkpoint, member_of, model_from_checkpoint
-from fer.params import merge
+from ferkit.choices import yunet_module
+from ferkit.data.arrays import load_split
+from ferkit.inference.detectors import yunet_detector
+from ferkit.inference.models import model_file
+from ferkit.inference.proba import predict_proba
+from ferkit.models.checkpoint import Checkpoint, load_checkpoint, member_of, model_from_checkpoint
+from ferkit.params import merge
 from wild_faces import WILD, crops_of, detector_crop, read_wild, scores
 
 # The recipe of the shipped models (docs/MODEL_CARD.md), less the epoch count, which the budget sets.
@@ -50,7 +50,7 @@ RECIPE: dict[str, Any] = {
 # Fine-tuning a shipped network (--finetune): laid over RECIPE, with train.init and init_member.
 FINETUNE: dict[str, Any] = {"train": {"warmup_epochs": 0.3, "seed": 11}, "vgg": {"lr": 0.01}}
 # Imitating real photos: the face's scale, light and tilt ("light"), then also focus, size and
-# compression ("full"); see fer.training.loader.degrade_batch.
+# compression ("full"); see ferkit.training.loader.degrade_batch.
 PHOTO_LIGHT: dict[str, Any] = {"scale": 0.15, "rotate_degrees": 15, "brightness": 0.15, "contrast": 0.4, "gamma": 0.3}
 PHOTO_FULL: dict[str, Any] = {**PHOTO_LIGHT, "blur_prob": 0.2, "low_res_prob": 0.2, "jpeg_prob": 0.2}
 
@@ -117,7 +117,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     if not args.score_only:
         (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         with open(folder / "train.log", "a") as log:
-            subprocess.run([sys.executable, "-m", "fer", "train", "vgg"], cwd=folder, check=True,
+            subprocess.run([sys.executable, "-m", "ferkit", "train", "vgg"], cwd=folder, check=True,
                            stdout=log, stderr=subprocess.STDOUT)
     summary = json.loads((folder / "models" / "vgg" / "train_summary.json").read_text())
     best = load_checkpoint(folder / "models" / "vgg" / "best.pt")

@@ -1,7 +1,7 @@
 """What every benchmark script shares: this checkout's code, a description of the machine, and timing in turns.
 
 Import it before `fer` (`from common import ...` sorts first): importing it puts this checkout's src/ first
-on sys.path, and on PYTHONPATH for the processes the benchmarks start (`python -m fer ...`, fresh children),
+on sys.path, and on PYTHONPATH for the processes the benchmarks start (`python -m ferkit ...`, fresh children),
 so a figure always belongs to the code beside the script, installed or not (the GPU machine has the
 dependencies but not our package).
 """

@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/detectors.py [--rounds 15] [--out FILE]
 
-Variants: `yunet` as shipped (fer.inference.detectors.yunet_detector, where its wheel is installed;
+Variants: `yunet` as shipped (ferkit.inference.detectors.yunet_detector, where its wheel is installed;
 `yunet 0.5` with the score threshold the issue measured in colour), `hog` as shipped
-(fer.inference.detectors.hog_detector), dlib's HOG on the 640-pixel
+(ferkit.inference.detectors.hog_detector), dlib's HOG on the 640-pixel
 photo itself (`hog 1x`) and with one upsampling (`hog 1x + upsample`), `haar` as shipped (half
 size, 2 neighbours) and Haar on the whole photo with 5 neighbours (`haar 1x, 5 nb`, the search
 `fer predict` used before `fer serve`).
@@ -18,7 +18,7 @@ Found and extra boxes:
   when a box's centre lies inside its pasted square.
 Speed: milliseconds per photo (median) on the two photos and the 640x480 latency scene, the
 variants taking turns (common.interleaved); plus the photo latency that `fer serve` pays, one
-640x480 JPEG with one face from its bytes to probabilities (fer.serving.server.predict_bytes,
+640x480 JPEG with one face from its bytes to probabilities (ferkit.serving.server.predict_bytes,
 the shipped fer2013 model, one torch thread), for yunet, hog and haar.
 Search scale: hog's scenes and its speed on the latency scene, searching the 640x480 scene at each
 of SWEEP scales (hog_detector(scale, no bounds)): what chose HOG_SCALE in detectors.py.
@@ -45,10 +45,10 @@ import numpy as np
 import torch
 
 from common import REPO, interleaved, machine
-from fer.api import Analyzer
-from fer.choices import yunet_module
-from fer.inference.detectors import Box, Detector, haar_detector, hog_detector, yunet_detector
-from fer.serving.server import predict_bytes
+from ferkit.api import Analyzer
+from ferkit.choices import yunet_module
+from ferkit.inference.detectors import Box, Detector, haar_detector, hog_detector, yunet_detector
+from ferkit.serving.server import predict_bytes
 
 DATA = REPO.parent / "shared" / "data"
 SAMPLE = DATA / "fer2013-images-sample"

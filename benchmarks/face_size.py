@@ -5,8 +5,8 @@
 A detector crop of a face N pixels wide is enlarged to the model's 48x48; this imitates it by
 shrinking each PublicTest face (DIR is a `fer preprocess` output folder: valid_* is PublicTest) to
 N x N (area averaging, as a camera's sensor does) and enlarging it back (bilinear, as
-fer.imaging.to_face48 does), for each N in SIDES. Reported per model: flip-TTA accuracy per side,
-and chance (the share of the largest class). It chose fer.inference.detectors.MIN_CLASSIFIED_SIDE:
+ferkit.imaging.to_face48 does), for each N in SIDES. Reported per model: flip-TTA accuracy per side,
+and chance (the share of the largest class). It chose ferkit.inference.detectors.MIN_CLASSIFIED_SIDE:
 below it, the expression is mostly gone and a face's label is close to a guess.
 """
 
@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from common import git_commit, machine
-from fer.data.arrays import load_split
-from fer.emotions import IMAGE_SIZE
-from fer.inference.models import load_classifier
+from ferkit.data.arrays import load_split
+from ferkit.emotions import IMAGE_SIZE
+from ferkit.inference.models import load_classifier
 
 SIDES = (8, 12, 16, 20, 24, 32, 48)
 

@@ -46,12 +46,12 @@ for part in "$@"; do
             } | tee "$OUT/machine.txt"
             ;;
         basic | vgg)
-            timed "train_$part" "$PYTHON" -m fer train "$part"
+            timed "train_$part" "$PYTHON" -m ferkit train "$part"
             cp "metrics/${part}_train.json" "$OUT/results/"
             cp "plots/$part/train_curves.csv" "$OUT/results/${part}_train_curves.csv"
             ;;
         evaluate)
-            timed evaluate "$PYTHON" -m fer evaluate
+            timed evaluate "$PYTHON" -m ferkit evaluate
             cp metrics/basic.json metrics/vgg.json "$OUT/results/"
             ;;
         throughput)

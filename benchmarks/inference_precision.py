@@ -4,12 +4,12 @@
                                                        [--tta flip] [--rounds 3] [--json FILE]
 
 Each model scores the split of ../shared/data/fer2013/fer2013.csv.gz that `fer evaluate --data` reads
-(FER+ models on the FER+ majority labels), through fer.inference.proba.predict_proba at its
+(FER+ models on the FER+ majority labels), through ferkit.inference.proba.predict_proba at its
 temperature, once per precision per round, the two precisions taking turns (common.interleaved).
 Reported per model and precision: images/s (fastest round, and each round's), accuracy and macro-F1
 (fer evaluate's per-class report); then bf16's speed-up (median of the per-round ratios) and its
 accuracy and macro-F1 minus fp32's, in percentage points. bf16 autocast is native only on CPUs with
-avx512_bf16 or amx_bf16 (fer.runtime.cpu_has_bf16); elsewhere it is emulated, and slow.
+avx512_bf16 or amx_bf16 (ferkit.runtime.cpu_has_bf16); elsewhere it is emulated, and slow.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from common import REPO, interleaved, machine
-from fer.choices import SHIPPED_MODELS
-from fer.data.labelled import read_labelled
-from fer.evaluation.evaluate import per_class_report
-from fer.inference.models import PRETRAINED_DIR, load_classifier
-from fer.inference.proba import predict_proba
-from fer.runtime import cpu_has_bf16
+from ferkit.choices import SHIPPED_MODELS
+from ferkit.data.labelled import read_labelled
+from ferkit.evaluation.evaluate import per_class_report
+from ferkit.inference.models import PRETRAINED_DIR, load_classifier
+from ferkit.inference.proba import predict_proba
+from ferkit.runtime import cpu_has_bf16
 
 DATA = REPO.parent / "shared" / "data"
 CSV = DATA / "fer2013" / "fer2013.csv.gz"

@@ -30,13 +30,13 @@ import onnxruntime
 import torch
 
 from common import REPO, machine, seconds_in_turns
-from fer.api import Analyzer
-from fer.emotions import FER2013_CLASSES
-from fer.inference.detectors import make_detector
-from fer.inference.faces import find_faces
-from fer.models.checkpoint import save_checkpoint
-from fer.models.networks import build_model
-from fer.serving import export, predict
+from ferkit.api import Analyzer
+from ferkit.emotions import FER2013_CLASSES
+from ferkit.inference.detectors import make_detector
+from ferkit.inference.faces import find_faces
+from ferkit.models.checkpoint import save_checkpoint
+from ferkit.models.networks import build_model
+from ferkit.serving import export, predict
 
 SAMPLE = REPO.parent / "shared" / "data" / "fer2013-images-sample"
 SCENE_FACE_SIDE = 160
@@ -65,7 +65,7 @@ def face_images(folder: Path) -> tuple[list[Path], str]:
     """The 140 real sample faces, or 140 synthetic ones written as PNG when the sample is absent."""
     if SAMPLE.is_dir():
         return sorted(SAMPLE.rglob("*.jpg")), f"folder: {SAMPLE} (140 real 48x48 FER-2013 JPEGs)"
-    from fer.data.synth import generate
+    from ferkit.data.synth import generate
 
     faces, _ = generate(20, seed=0)
     paths = []
@@ -102,7 +102,7 @@ def run_predict(sources: list[predict.Source], analyzer: Analyzer) -> int:
 
 def cold_run(model: Path, image: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fer", "predict", str(image), "--model", str(model), "--json", "-"],
+    subprocess.run([sys.executable, "-m", "ferkit", "predict", str(image), "--model", str(model), "--json", "-"],
                    check=True, capture_output=True)
     return time.perf_counter() - start
 

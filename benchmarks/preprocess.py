@@ -5,7 +5,7 @@
 On ../shared/data/fer2013/fer2013.csv.gz (35,887 rows; 94 MB gzip, 301 MB of text):
   split       pandas.read_csv, then `np.asarray(row.split(), np.uint8)` for every row
   fromstring  pandas.read_csv, then `np.fromstring(row, np.uint8, sep=" ")` for every row
-  ours        `fer.data.preprocess.run` into a temporary folder: decompress, parse, check every row,
+  ours        `ferkit.data.preprocess.run` into a temporary folder: decompress, parse, check every row,
               build the data report (duplicates included) and write the six .npy files
 Both baselines also cut their rows into the three splits, which is all they do: no checks, no
 report, no files. Each run is a fresh process, so its peak RSS (ru_maxrss) is its own; the clock
@@ -72,7 +72,7 @@ def run_fromstring() -> dict[str, float]:
 
 
 def run_ours() -> dict[str, float]:
-    from fer.data import preprocess  # this checkout's: common put its src/ first
+    from ferkit.data import preprocess  # this checkout's: common put its src/ first
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()

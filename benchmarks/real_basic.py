@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from common import REPO, machine
-from fer.params import merge
+from ferkit.params import merge
 
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
 # The short budget: 15 epochs in bf16 autocast, with the lr decaying within that budget and the
@@ -42,7 +42,7 @@ def write_params(workdir: Path, source: Path) -> None:
 
 def timed_stage(workdir: Path, *args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fer", *args], cwd=workdir, check=True)
+    subprocess.run([sys.executable, "-m", "ferkit", *args], cwd=workdir, check=True)
     return time.perf_counter() - started
 
 

@@ -6,7 +6,7 @@
 Speed: one 640x480 JPEG holding one face (the real portrait of ../shared/data/photos cut to 4:3 and
 scaled, its face about 135 pixels; without it, the latency scene of benchmarks/predict.py), from its
 bytes in memory to calibrated probabilities: decode, find faces, crop, classify, the model already
-loaded. All are `fer.serving.server.predict_bytes`; only the detector differs: "yunet" is the default
+loaded. All are `ferkit.serving.server.predict_bytes`; only the detector differs: "yunet" is the default
 where its wheel installs (YuNet on a copy of 480 pixels), "hog" the default elsewhere (dlib's HOG at
 80/60 of the photo: faces from 60 pixels), "haar" the half-size Haar search that was the default
 before them (the whole-image Haar search used before `fer serve` existed was timed until
@@ -45,11 +45,11 @@ import numpy as np
 import torch
 
 from common import REPO, machine, seconds_in_turns
-from fer.api import Analyzer
-from fer.choices import default_detector, yunet_module
-from fer.errors import FerError
-from fer.inference.models import load_classifier
-from fer.serving.server import predict_bytes
+from ferkit.api import Analyzer
+from ferkit.choices import default_detector, yunet_module
+from ferkit.errors import FerError
+from ferkit.inference.models import load_classifier
+from ferkit.serving.server import predict_bytes
 from predict import checkpoint_for, face_images, scene
 
 PORTRAIT = REPO.parent / "shared" / "data" / "photos" / "portrait.jpg"
@@ -110,7 +110,7 @@ def rss_mb(pid: int) -> float:
 @contextlib.contextmanager
 def running_server(model: str) -> Any:
     """`fer serve` on 127.0.0.1 and a free port; yields (process, port)."""
-    process = subprocess.Popen([sys.executable, "-m", "fer", "serve", "--model", model, "--host", "127.0.0.1",
+    process = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", "--model", model, "--host", "127.0.0.1",
                                 "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = process.stdout.readline()

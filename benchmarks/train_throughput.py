@@ -4,7 +4,7 @@
         [--images K] [--batch-size B] [--workers N] [--repeats R] [--data DIR] [--json FILE]
 
 For each model and device (cpu always, cuda when torch sees one), in images per second:
-  a  ours: `fer.training.train.train_one_epoch` over the first K images of a `BatchLoader` epoch,
+  a  ours: `ferkit.training.train.train_one_epoch` over the first K images of a `BatchLoader` epoch,
      with params.yaml's augmentation, the model in channels_last and `_make_optimizer`'s SGD. The
      loader holds the whole training split, as in training, so batches are gathered from 66 MB
      rather than from a cache-sized subset.
@@ -46,14 +46,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from common import REPO, interleaved, machine
-from fer.data.arrays import load_classes, load_split
-from fer.errors import FerError
-from fer.models.inputs import normalize, train_statistics
-from fer.models.networks import build_model
-from fer.params import model_params
-from fer.runtime import set_cpu_threads
-from fer.training.loader import BatchLoader
-from fer.training.train import _make_optimizer, train_one_epoch
+from ferkit.data.arrays import load_classes, load_split
+from ferkit.errors import FerError
+from ferkit.models.inputs import normalize, train_statistics
+from ferkit.models.networks import build_model
+from ferkit.params import model_params
+from ferkit.runtime import set_cpu_threads
+from ferkit.training.loader import BatchLoader
+from ferkit.training.train import _make_optimizer, train_one_epoch
 
 PARAMS = REPO / "params.yaml"
 MODELS = ("basic", "vgg")
@@ -349,7 +349,7 @@ def legend(about: dict[str, Any], data: Path, train_size: int) -> list[str]:
         f" torch threads {about['torch_threads']}; GPU: {gpu}",
         f"torch {about['torch']}, python {about['python']}, git {about['commit']}",
         f"data: {data} ({train_size} training images; each run uses the first K)",
-        "a = ours: fer.training.train.train_one_epoch over the first K images of an epoch of a whole-split"
+        "a = ours: ferkit.training.train.train_one_epoch over the first K images of an epoch of a whole-split"
         " BatchLoader, params.yaml's augmentation, channels_last",
         "b = bare: the same model/optimizer/precision/channels_last step repeated on one pre-made batch",
         "c = seed style: per-sample Dataset (pad-4 crop, flip, normalise) + DataLoader(shuffle=True,"
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_cpu_threads(0)
     images, labels = load_train(args.data)
-    # The statistics of the whole split, as `fer.training.train.run` computes them.
+    # The statistics of the whole split, as `ferkit.training.train.run` computes them.
     mean, std = train_statistics(images)
     about = machine_info()
     results: list[dict[str, Any]] = []

@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from common import REPO, git_commit, interleaved, machine
-from fer.api.results import csv_rows
-from fer.api.video import VideoOptions, analyse_video
-from fer.choices import PHOTO_MODEL, default_detector
-from fer.inference.models import load_classifier
+from ferkit.api.results import csv_rows
+from ferkit.api.video import VideoOptions, analyse_video
+from ferkit.choices import PHOTO_MODEL, default_detector
+from ferkit.inference.models import load_classifier
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 SIZE = (640, 360)

@@ -11,7 +11,7 @@ detector finds no face keeps its whole frame, so every variant is scored on the 
 - `whole`: the whole frame (what `fer evaluate --data` reads);
 - `yunet` / `hog`: the face nearest the frame's centre as the shipped detector crops it;
 - `yunet upright`: the same YuNet crop, turned about the face's centre so that the eyes (YuNet's
-  landmarks, from the yuface wheel) are level: what `fer predict` does (fer.inference.faces.crop_face).
+  landmarks, from the yuface wheel) are level: what `fer predict` does (ferkit.inference.faces.crop_face).
 Reported per model and variant: accuracy and macro-F1 over the classes present (scikit-learn), and
 how many images had a face found. Also the tilt of the eyes that YuNet measured (quartiles, degrees).
 """
@@ -29,12 +29,12 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from common import REPO, git_commit, machine
-from fer.choices import yunet_module
-from fer.data.reading import class_folder_labels
-from fer.imaging import image_files, read_image, to_face48, to_gray
-from fer.inference.detectors import Box, hog_detector, yunet_detector
-from fer.inference.faces import crop_face
-from fer.inference.models import load_classifier
+from ferkit.choices import yunet_module
+from ferkit.data.reading import class_folder_labels
+from ferkit.imaging import image_files, read_image, to_face48, to_gray
+from ferkit.inference.detectors import Box, hog_detector, yunet_detector
+from ferkit.inference.faces import crop_face
+from ferkit.inference.models import load_classifier
 
 WILD = REPO.parent / "shared" / "data" / "wild-faces"
 Crop = Callable[[np.ndarray], np.ndarray | None]  # gray photo -> 48x48 face, or None when none is found

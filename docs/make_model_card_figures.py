@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer.data.labelled import read_labelled
-from fer.evaluation.figures import plot_confusion, plot_curves
-from fer.inference.models import PRETRAINED_DIR, load_classifier
+from ferkit.data.labelled import read_labelled
+from ferkit.evaluation.figures import plot_confusion, plot_curves
+from ferkit.inference.models import PRETRAINED_DIR, load_classifier
 
 DOCS = Path(__file__).resolve().parent
 SHARED = DOCS.parents[1] / "shared" / "data"

@@ -1,14 +1,14 @@
-"""Build docs/predict-example.png: synthetic faces (fer.synth) pasted into a scene, then `fer predict --annotate`."""
+"""Build docs/predict-example.png: synthetic faces (ferkit.synth) pasted into a scene, then `fer predict --annotate`."""
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fer.cli import main
-from fer.data.synth import generate
-from fer.emotions import EMOTIONS
-from fer.inference.detectors import haar_detector
+from ferkit.cli import main
+from ferkit.data.synth import generate
+from ferkit.emotions import EMOTIONS
+from ferkit.inference.detectors import haar_detector
 
 model, out = sys.argv[1], Path(sys.argv[2])
 faces, labels = generate(8, seed=7)

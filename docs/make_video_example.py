@@ -13,7 +13,7 @@ import cv2
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent / "benchmarks"))
 
-from fer.cli import main  # noqa: E402
+from ferkit.cli import main  # noqa: E402
 from video import PHOTOS, make_clip  # noqa: E402  (benchmarks/video.py, once the path is set)
 
 with tempfile.TemporaryDirectory() as scratch:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, LABEL_SETS
+from ferkit.emotions import FER2013_CLASSES, IMAGE_SIZE, LABEL_SETS
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -99,7 +99,7 @@ def prefixed_folder(root: Path) -> Path:
 
 def write_classes(folder: Path, label_set: str = "fer2013") -> None:
     """classes.json, as preprocess writes it beside the arrays."""
-    from fer.data.arrays import CLASSES_FILE, classes_json
+    from ferkit.data.arrays import CLASSES_FILE, classes_json
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CLASSES_FILE).write_text(json.dumps(classes_json(label_set, LABEL_SETS[label_set])))
@@ -108,7 +108,7 @@ def write_classes(folder: Path, label_set: str = "fer2013") -> None:
 def write_arrays(folder: Path, sizes: dict[str, int], seed: int = 0, label_set: str = "fer2013") -> None:
     """Small learnable arrays: each class is a bright square at its own position, plus noise; with
     classes.json, and soft training targets that put 0.8 on the label (as preprocess writes them)."""
-    from fer.data.arrays import PROBABILITIES_FILE
+    from ferkit.data.arrays import PROBABILITIES_FILE
 
     classes = LABEL_SETS[label_set]
     rng = np.random.default_rng(seed)
@@ -130,8 +130,8 @@ def write_untrained_checkpoint(path: Path, model: str = "basic", seed: int = 0) 
     """An untrained network: its seeded He-initialised weights give spread, repeatable outputs."""
     import torch
 
-    from fer.models.checkpoint import save_checkpoint
-    from fer.models.networks import build_model
+    from ferkit.models.checkpoint import save_checkpoint
+    from ferkit.models.networks import build_model
 
     torch.manual_seed(seed)
     weights = build_model(model, len(FER2013_CLASSES)).state_dict()

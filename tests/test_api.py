@@ -1,4 +1,4 @@
-"""The Python API, fer.Analyzer: every input type, channel order, no face, batches, video tables, evaluation,
+"""The Python API, ferkit.Analyzer: every input type, channel order, no face, batches, video tables, evaluation,
 pickling, threads and bad input; and the examples of docs/api.md, run as doctests."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from conftest import REPO, SHARED_DATA, good_csv, requires_shared_data, write_untrained_checkpoint
-from fer import Analyzer, Face, FerError
-from fer.cli import main
-from fer.emotions import FER2013_CLASSES
+from ferkit import Analyzer, Face, FerError
+from ferkit.cli import main
+from ferkit.emotions import FER2013_CLASSES
 from test_serve import face_scene
 from test_video import _video_benchmark, write_clip
 
@@ -261,9 +261,9 @@ def test_bad_input_is_a_one_line_error_naming_the_problem(analyzer, tmp_path):
         one_line_error(call, *words)
 
 
-def test_importing_fer_does_not_import_torch_until_the_api_is_used():
-    code = ("import sys, fer, fer.choices; assert 'torch' not in sys.modules, 'torch'; "
-            "from fer import Analyzer; assert 'torch' in sys.modules; print(sorted(fer.__all__))")
+def test_importing_ferkit_does_not_import_torch_until_the_api_is_used():
+    code = ("import sys, ferkit, ferkit.choices; assert 'torch' not in sys.modules, 'torch'; "
+            "from ferkit import Analyzer; assert 'torch' in sys.modules; print(sorted(ferkit.__all__))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "Analyzer" in done.stdout

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fer.atomic import atomic_dir, atomic_path, write_json
-from fer.errors import FerError
+from ferkit.atomic import atomic_dir, atomic_path, write_json
+from ferkit.errors import FerError
 
 
 def test_a_failed_block_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

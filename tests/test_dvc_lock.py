@@ -110,13 +110,13 @@ def record_current_code(project: Path) -> None:
 def test_the_check_names_each_stage_of_a_touched_file(tmp_path: Path) -> None:
     project = scratch_project(REPO, tmp_path / "project")
     record_current_code(project)
-    for path in ("src/fer/data/synth.py", "src/fer/training/loader.py"):  # a file dep, and a file in a folder dep
+    for path in ("src/ferkit/data/synth.py", "src/ferkit/training/loader.py"):  # a file dep, and a file in a folder dep
         with (project / path).open("a") as code:
             code.write("# touched\n")
     stale = stale_code(project)
-    assert stale == {"synth": {"src/fer/data/synth.py": "modified"},
-                     "train_basic": {"src/fer/training": "modified"},
-                     "train_vgg": {"src/fer/training": "modified"}}
+    assert stale == {"synth": {"src/ferkit/data/synth.py": "modified"},
+                     "train_basic": {"src/ferkit/training": "modified"},
+                     "train_vgg": {"src/ferkit/training": "modified"}}
     message = describe(stale)
-    assert "  synth: src/fer/data/synth.py (modified)\n" in message
-    assert "  train_basic: src/fer/training (modified)\n" in message and "`make demo`" in message
+    assert "  synth: src/ferkit/data/synth.py (modified)\n" in message
+    assert "  train_basic: src/ferkit/training (modified)\n" in message and "`make demo`" in message

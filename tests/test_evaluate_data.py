@@ -24,14 +24,14 @@ from conftest import (
     write_csv,
     write_untrained_checkpoint,
 )
-from fer.cli import main
-from fer.data.arrays import load_split
-from fer.emotions import FER2013_CLASSES, SPLITS, USAGE_TO_SPLIT
-from fer.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
-from fer.evaluation.evaluate import per_class_report
-from fer.inference.models import load_classifier
-from fer.models.checkpoint import load_checkpoint, save_checkpoint
-from fer.models.networks import build_model
+from ferkit.cli import main
+from ferkit.data.arrays import load_split
+from ferkit.emotions import FER2013_CLASSES, SPLITS, USAGE_TO_SPLIT
+from ferkit.evaluation.calibration import expected_calibration_error, fit_temperature, log_probabilities
+from ferkit.evaluation.evaluate import per_class_report
+from ferkit.inference.models import load_classifier
+from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
+from ferkit.models.networks import build_model
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import onnxruntime
 import pytest
 import torch
 
-from fer.choices import SHIPPED_MODELS
-from fer.cli import main
-from fer.emotions import FER2013_CLASSES
-from fer.inference.models import INPUT_NAME, OUTPUT_NAME
-from fer.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from fer.models.networks import build_model
+from ferkit.choices import SHIPPED_MODELS
+from ferkit.cli import main
+from ferkit.emotions import FER2013_CLASSES
+from ferkit.inference.models import INPUT_NAME, OUTPUT_NAME
+from ferkit.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ferkit.models.networks import build_model
 
 
 def _randomise_batch_norm(model: torch.nn.Module, generator: torch.Generator) -> None:

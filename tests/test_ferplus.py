@@ -26,15 +26,15 @@ from conftest import (
     write_arrays,
     write_untrained_checkpoint,
 )
-from fer.api import Analyzer
-from fer.cli import main
-from fer.data import ferplus, preprocess
-from fer.data.arrays import load_classes, load_probabilities, load_split
-from fer.emotions import FER2013_CLASSES, LABEL_SETS, SPLITS
-from fer.errors import FerError
-from fer.inference.models import load_classifier
-from fer.models.checkpoint import load_checkpoint
-from fer.serving.server import create_app
+from ferkit.api import Analyzer
+from ferkit.cli import main
+from ferkit.data import ferplus, preprocess
+from ferkit.data.arrays import load_classes, load_probabilities, load_split
+from ferkit.emotions import FER2013_CLASSES, LABEL_SETS, SPLITS
+from ferkit.errors import FerError
+from ferkit.inference.models import load_classifier
+from ferkit.models.checkpoint import load_checkpoint
+from ferkit.serving.server import create_app
 
 CLASSES = LABEL_SETS["ferplus"]
 HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
@@ -246,7 +246,7 @@ def test_evaluating_a_model_on_other_classes_is_a_clear_error(ferplus_run: Path,
     monkeypatch.chdir(tmp_path / "run")
     with pytest.raises(FerError, match="trained on classes Angry, .*, Contempt, but the data's are Angry, .*, "
                                        "Neutral: retrain it"):
-        from fer.evaluation import evaluate
+        from ferkit.evaluation import evaluate
         evaluate.run()
 
 
@@ -286,7 +286,7 @@ def test_calibrate_keeps_the_classes(ferplus_run: Path, tmp_path: Path) -> None:
     seven = tmp_path / "seven"
     write_arrays(seven, {"valid": 16})
     with pytest.raises(FerError, match="trained on classes .*Contempt, but .* holds Angry"):
-        from fer.evaluation import calibration
+        from ferkit.evaluation import calibration
         calibration.run([ferplus_run / "models/basic/best.pt"], tmp_path / "no.pt", seven)
     assert not (tmp_path / "no.pt").exists()
 

@@ -2,7 +2,7 @@
 
     cli
     serving                       (the commands predict, export and serve)
-    api                           (the Python API, fer.Analyzer, which predict and serve call)
+    api                           (the Python API, ferkit.Analyzer, which predict and serve call)
     evaluation                    (`fer evaluate`; neither it nor api imports serving)
     inference    training         (pixels to probabilities; the training loop)
     data         models           (arrays and labels; networks and checkpoints)
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer"
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ferkit"
 
 # What each subpackage may import from the others; top-level modules are below all of them.
 ALLOWED: dict[str, set[str]] = {
@@ -46,14 +46,14 @@ def imports_of(path: Path, root: Path = PACKAGE) -> set[str]:
             if node.level:
                 base = package[:len(package) - node.level + 1]
                 module = ".".join([*base, *([node.module] if node.module else [])])
-            elif node.module and node.module.startswith("fer."):
-                module = node.module.removeprefix("fer.")
+            elif node.module and node.module.startswith("ferkit."):
+                module = node.module.removeprefix("ferkit.")
             else:
                 continue
             found.add(module)
             found.update(f"{module}.{alias.name}".lstrip(".") for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(alias.name.removeprefix("fer.") for alias in node.names if alias.name.startswith("fer."))
+            found.update(alias.name.removeprefix("ferkit.") for alias in node.names if alias.name.startswith("ferkit."))
     return found
 
 
@@ -98,7 +98,7 @@ def test_no_serving_command_imports_another() -> None:
 
 def test_top_level_modules_import_no_subpackage() -> None:
     """errors, choices, params, imaging, ... sit below every subpackage (cli imports its commands by name;
-    the package's __init__ hands out the API's names, importing fer.api on first use)."""
+    the package's __init__ hands out the API's names, importing ferkit.api on first use)."""
     for module, imported in import_map().items():
         if "." not in module and module not in {"cli", "__main__", "__init__"}:
             assert not {name.split(".")[0] for name in imported} & set(SUBPACKAGES), module

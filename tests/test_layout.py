@@ -1,5 +1,5 @@
 """The project's shape: each DVC stage depends on exactly the code it runs, output paths agree
-between dvc.yaml and fer.layout, and the CLI starts without importing torch."""
+between dvc.yaml and ferkit.layout, and the CLI starts without importing torch."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fer import layout
-from fer.choices import MODEL_NAMES
-from fer.cli import COMMAND_MODULES
-from fer.sources import PACKAGE_DIR, code_files
+from ferkit import layout
+from ferkit.choices import MODEL_NAMES
+from ferkit.cli import COMMAND_MODULES
+from ferkit.sources import PACKAGE_DIR, code_files
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -73,7 +73,7 @@ def test_every_cli_command_module_exists() -> None:
 
 
 def test_cli_and_parameter_checks_do_not_import_torch() -> None:
-    code = ("import sys; import fer.cli, fer.params, fer.choices; fer.cli.build_parser(); "
+    code = ("import sys; import ferkit.cli, ferkit.params, ferkit.choices; ferkit.cli.build_parser(); "
             "print('torch' in sys.modules)")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fer.models.inputs import normalize
-from fer.training.loader import BatchLoader, _sampling_grid, augment_batch, mix_batch
+from ferkit.models.inputs import normalize
+from ferkit.training.loader import BatchLoader, _sampling_grid, augment_batch, mix_batch
 
 NONE = {"crop": "none", "crop_padding": 4, "resized_scale_min": 0.8, "flip": False, "rotate_degrees": 0,
         "translate": 0.0, "erase_prob": 0.0}

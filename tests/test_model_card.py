@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, gray_image, requires_shared_data
-from fer.choices import PHOTO_MODEL, SHIPPED_MODELS
-from fer.cli import main
-from fer.data.labelled import read_labelled_splits
-from fer.emotions import LABEL_SETS
-from fer.evaluation.transfer import score_arrays
-from fer.inference.models import PRETRAINED_DIR, load_classifier
+from ferkit.choices import PHOTO_MODEL, SHIPPED_MODELS
+from ferkit.cli import main
+from ferkit.data.labelled import read_labelled_splits
+from ferkit.emotions import LABEL_SETS
+from ferkit.evaluation.transfer import score_arrays
+from ferkit.inference.models import PRETRAINED_DIR, load_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 FER2013_CSV = SHARED_DATA / "fer2013" / "fer2013.csv.gz"

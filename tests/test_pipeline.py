@@ -128,7 +128,7 @@ def flatten(tree: dict, prefix: str) -> list[str]:
 
 def status_after_editing(repo: Path, module: str) -> set[str]:
     """The stages `dvc status` calls changed after appending a comment to one module."""
-    path = repo / "src" / "fer" / module
+    path = repo / "src" / "ferkit" / module
     original = path.read_text()
     path.write_text(original + "\n# an edit that changes no behaviour\n")
     try:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, png_claiming, requires_shared_data, write_untrained_checkpoint
-from fer.choices import default_detector
-from fer.cli import main
-from fer.emotions import FER2013_CLASSES
-from fer.imaging import BadImage, image_size, read_image
-from fer.inference.detectors import haar_detector
+from ferkit.choices import default_detector
+from ferkit.cli import main
+from ferkit.emotions import FER2013_CLASSES
+from ferkit.imaging import BadImage, image_size, read_image
+from ferkit.inference.detectors import haar_detector
 
 SAMPLE = SHARED_DATA / "fer2013-images-sample"
 

@@ -27,11 +27,11 @@ from conftest import (
     sample_images,
     write_csv,
 )
-from fer.cli import main
-from fer.data import preprocess, synth
-from fer.data.reading import Dataset, read_csv
-from fer.emotions import FER2013_CLASSES, SPLITS
-from fer.errors import FerError
+from ferkit.cli import main
+from ferkit.data import preprocess, synth
+from ferkit.data.reading import Dataset, read_csv
+from ferkit.emotions import FER2013_CLASSES, SPLITS
+from ferkit.errors import FerError
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = sorted(preprocess.OUTPUT_FILES)

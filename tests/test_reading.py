@@ -22,10 +22,10 @@ from conftest import (
     sample_images,
     write_csv,
 )
-from fer.data import reading
-from fer.data.reading import read_csv, read_folder, read_source
-from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, SPLITS
-from fer.errors import FerError
+from ferkit.data import reading
+from ferkit.data.reading import read_csv, read_folder, read_source
+from ferkit.emotions import FER2013_CLASSES, IMAGE_SIZE, SPLITS
+from ferkit.errors import FerError
 
 USAGE_SPLIT = {"Training": "train", "PublicTest": "valid", "PrivateTest": "test"}
 HEADER = "emotion,pixels,Usage"
@@ -370,8 +370,8 @@ def test_other_images_are_converted_and_counted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("height", "width"), [(30, 100), (100, 30), (20, 20), (60, 200)])
 def test_folder_images_are_resized_like_predicted_faces(tmp_path: Path, height: int, width: int) -> None:
     """One rule for both: area averaging only when no side grows, bilinear otherwise."""
-    from fer.inference.detectors import whole_image
-    from fer.inference.faces import find_faces
+    from ferkit.inference.detectors import whole_image
+    from ferkit.inference.faces import find_faces
 
     image = np.random.default_rng(height).integers(0, 256, (height, width), dtype=np.uint8)
     root = make_folder(prefixed_folder(tmp_path / "faces"), {"train/sad/Training_99.png": image})

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, requires_shared_data
-from fer.cli import main
-from fer.data import preprocess
-from fer.data.reading import read_folder
-from fer.emotions import FER2013_CLASSES, SPLITS
+from ferkit.cli import main
+from ferkit.data import preprocess
+from ferkit.data.reading import read_folder
+from ferkit.emotions import FER2013_CLASSES, SPLITS
 
 pytestmark = requires_shared_data
 

@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from conftest import committed_params_text, write_arrays
-from fer.models.checkpoint import load_checkpoint, model_from_checkpoint
-from fer.models.networks import build_model
-from fer.training import train
+from ferkit.models.checkpoint import load_checkpoint, model_from_checkpoint
+from ferkit.models.networks import build_model
+from ferkit.training import train
 
 RECIPE = {"epochs": 4, "batch_size": 32, "device": "cpu", "threads": 1, "precision": "fp32",
           "schedule": "cosine", "warmup_epochs": 1, "ema_decay": 0.9, "label_smoothing": 0.1}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fer import runtime
+from ferkit import runtime
 
 
 @pytest.mark.parametrize(("flags", "expected"), [

@@ -21,14 +21,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import REPO, png_claiming, write_untrained_checkpoint
-from fer.api import Analyzer
-from fer.choices import default_detector
-from fer.cli import main
-from fer.data.synth import generate
-from fer.emotions import FER2013_CLASSES
-from fer.inference.detectors import make_detector
-from fer.serving.predict import Source, predict_images, to_json
-from fer.serving.server import WORKER_SETTINGS_VARIABLE, WorkerSettings, create_app, worker_app
+from ferkit.api import Analyzer
+from ferkit.choices import default_detector
+from ferkit.cli import main
+from ferkit.data.synth import generate
+from ferkit.emotions import FER2013_CLASSES
+from ferkit.inference.detectors import make_detector
+from ferkit.serving.predict import Source, predict_images, to_json
+from ferkit.serving.server import WORKER_SETTINGS_VARIABLE, WorkerSettings, create_app, worker_app
 
 LIMIT = 1024 * 1024  # a small upload limit, so that "too large" needs no big buffers
 
@@ -50,7 +50,7 @@ def _scene(seed: int, width: int, height: int, side: int) -> np.ndarray:
 
 
 def face_scene(seed: int = 0, width: int = 640, height: int = 480, side: int = 220) -> np.ndarray:
-    """A BGR photo-like scene holding one synthetic face that the default detector finds (fer.data.synth
+    """A BGR photo-like scene holding one synthetic face that the default detector finds (ferkit.data.synth
     draws it)."""
     return _scene(seed, width, height, side).copy()
 
@@ -204,7 +204,7 @@ def test_static_files_are_served_by_name_only(client):
 
 
 def test_the_page_needs_nothing_from_the_network():
-    static = Path(__file__).resolve().parents[1] / "src" / "fer" / "serving" / "static"
+    static = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "serving" / "static"
     for path in static.iterdir():
         text = path.read_text()
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), path.name
@@ -264,7 +264,7 @@ class Server:
         # This checkout's code, installed or not, as benchmarks/common.py does.
         path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}
-        self.process = subprocess.Popen([sys.executable, "-m", "fer", "serve", "--model", str(model), "--port", "0",
+        self.process = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", "--model", str(model), "--port", "0",
                                          *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.line = line = self.process.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)

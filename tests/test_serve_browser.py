@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from conftest import write_untrained_checkpoint
-from fer.choices import default_detector
-from fer.emotions import FER2013_CLASSES
+from ferkit.choices import default_detector
+from ferkit.emotions import FER2013_CLASSES
 from test_serve import Server, encode, face_scene
 
 webdriver = pytest.importorskip("selenium.webdriver",

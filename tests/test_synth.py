@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import RidgeClassifier
 
-from fer.cli import main
-from fer.data import synth
-from fer.emotions import FER2013_CLASSES, IMAGE_SIZE, PIXELS_PER_IMAGE
-from fer.errors import FerError
+from ferkit.cli import main
+from ferkit.data import synth
+from ferkit.emotions import FER2013_CLASSES, IMAGE_SIZE, PIXELS_PER_IMAGE
+from ferkit.errors import FerError
 
 NUM_CLASSES = len(FER2013_CLASSES)
 CHANCE = 1 / NUM_CLASSES

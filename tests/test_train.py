@@ -14,10 +14,10 @@ import torch
 import yaml
 
 from conftest import committed_params_text, write_arrays
-from fer.cli import main
-from fer.errors import FerError
-from fer.models.checkpoint import load_checkpoint
-from fer.training import train
+from ferkit.cli import main
+from ferkit.errors import FerError
+from ferkit.models.checkpoint import load_checkpoint
+from ferkit.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = ("seconds",)
@@ -108,7 +108,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
         write_arrays(folder / "data" / "processed", {"train": 384, "valid": 64})
         write_params(folder / "params.yaml", epochs=5)
         runs[name] = folder
-    command = [sys.executable, "-m", "fer", "train", "basic"]
+    command = [sys.executable, "-m", "ferkit", "train", "basic"]
     subprocess.run(command, cwd=runs["clean"], check=True, capture_output=True)
 
     process = subprocess.Popen(command, cwd=runs["killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

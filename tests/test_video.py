@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, SHARED_DATA, requires_shared_data, write_untrained_checkpoint
-from fer.api.results import CSV_COLUMNS, CsvRows
-from fer.api.video import VIDEO_SUFFIXES, _frames  # imported before any video is opened: it quiets FFmpeg's log
-from fer.cli import main
-from fer.emotions import FER2013_CLASSES
-from fer.inference.faces import Face
-from fer.inference.tracking import Tracker
+from ferkit.api.results import CSV_COLUMNS, CsvRows
+from ferkit.api.video import VIDEO_SUFFIXES, _frames  # imported before any video is opened: it quiets FFmpeg's log
+from ferkit.cli import main
+from ferkit.emotions import FER2013_CLASSES
+from ferkit.inference.faces import Face
+from ferkit.inference.tracking import Tracker
 
 FPS = 10.0
 FRAMES = 24

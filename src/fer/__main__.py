@@ -1,5 +1,0 @@
-import sys
-
-from fer.cli import main
-
-sys.exit(main())

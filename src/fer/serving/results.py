@@ -1,6 +1,0 @@
-"""Moved to fer.api.results, which `fer predict`, `fer serve` and the Python API share; these names stay
-importable from here for code written against the old place (benchmarks/video.py)."""
-
-from fer.api.results import CSV_COLUMNS, CsvRows, class_colour, csv_rows, draw_faces, face_json, image_json
-
-__all__ = ["CSV_COLUMNS", "CsvRows", "class_colour", "csv_rows", "draw_faces", "face_json", "image_json"]
