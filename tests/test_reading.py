@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -483,6 +484,23 @@ def reference_parse(data: bytes, any_usage: bool = False) -> tuple[int | None, d
     return None, rows
 
 
+def damaged_copies(clean: bytes, rng: np.random.Generator, folder: Path,
+                   trials: int = 25) -> Iterator[tuple[int, Path, bytes]]:
+    """Copies of a CSV with one or two random bytes of its data rows replaced, inserted or deleted,
+    each written to `folder`: (trial, its path, its bytes)."""
+    header_end = clean.index(b"\n") + 1
+    for trial in range(trials):
+        data = bytearray(clean)
+        for _ in range(int(rng.integers(1, 3))):
+            at = int(rng.integers(header_end, len(data)))
+            byte = bytes([int(rng.choice(list(b' ,"\r\n0123456789a-.\t\x00')))])
+            edit = rng.integers(3)
+            data[at:at + (edit > 0)] = byte if edit < 2 else b""
+        path = folder / f"damaged{trial}.csv"
+        path.write_bytes(bytes(data))
+        yield trial, path, bytes(data)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_random_damage_is_caught_exactly_where_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       seed: int) -> None:
@@ -491,17 +509,8 @@ def test_random_damage_is_caught_exactly_where_it_is(tmp_path: Path, monkeypatch
     rng = np.random.default_rng(seed)
     monkeypatch.setattr(reading, "_BLOCK_BYTES", int(rng.choice([9000, 30_000, 1 << 20])))
     clean = ("\n".join(csv_lines(sample_images(seed=seed))) + "\n").encode()
-    header_end = clean.index(b"\n") + 1
-    for trial in range(25):
-        data = bytearray(clean)
-        for _ in range(int(rng.integers(1, 3))):
-            at = int(rng.integers(header_end, len(data)))
-            byte = bytes([int(rng.choice(list(b' ,"\r\n0123456789a-.\t\x00')))])
-            edit = rng.integers(3)
-            data[at:at + (edit > 0)] = byte if edit < 2 else b""
-        path = tmp_path / f"damaged{trial}.csv"
-        path.write_bytes(bytes(data))
-        bad_line, rows = reference_parse(bytes(data))
+    for trial, path, data in damaged_copies(clean, rng, tmp_path):
+        bad_line, rows = reference_parse(data)
         if b"\0" in data[:4096]:
             with pytest.raises(FerError, match="binary data, not a CSV text file"):
                 read_csv(path)
@@ -526,17 +535,8 @@ def test_random_damage_with_any_usage_is_caught_exactly_where_it_is(tmp_path: Pa
     monkeypatch.setattr(reading, "_BLOCK_BYTES", int(rng.choice([9000, 30_000, 1 << 20])))
     usages = ["Test", "Dev", "Test", "x", "Dev", "Test", "Other"]
     clean = ("\n".join(replace_usages(csv_lines(sample_images(seed=seed)), usages)) + "\n").encode()
-    header_end = clean.index(b"\n") + 1
-    for trial in range(25):
-        data = bytearray(clean)
-        for _ in range(int(rng.integers(1, 3))):
-            at = int(rng.integers(header_end, len(data)))
-            byte = bytes([int(rng.choice(list(b' ,"\r\n0123456789a-.\t\x00')))])
-            edit = rng.integers(3)
-            data[at:at + (edit > 0)] = byte if edit < 2 else b""
-        path = tmp_path / f"damaged{trial}.csv"
-        path.write_bytes(bytes(data))
-        bad_line, rows = reference_parse(bytes(data), any_usage=True)
+    for trial, path, data in damaged_copies(clean, rng, tmp_path):
+        bad_line, rows = reference_parse(data, any_usage=True)
         if b"\0" in data[:4096]:
             with pytest.raises(FerError, match="binary data, not a CSV text file"):
                 reading.read_csv_usages(path)
