@@ -102,7 +102,8 @@ def score_wild_faces(checkpoint: Checkpoint) -> dict[str, float]:
     for name, crop in variants.items():
         faces, _ = crops_of(photos, crop)
         proba = predict_proba(model, faces, checkpoint["mean"], checkpoint["std"], tta="flip")
-        result |= {f"wild_{name}_{key}": value for key, value in scores(labels, proba.argmax(1)).items()}
+        measured = scores(labels, proba.argmax(1), checkpoint.header.classes)
+        result |= {f"wild_{name}_{key}": value for key, value in measured.items()}
     return result
 
 

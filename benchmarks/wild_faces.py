@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 from common import REPO, git_commit, machine
 from ferkit.choices import yunet_module
 from ferkit.data.reading import class_folder_labels
+from ferkit.evaluation.evaluate import per_class_report
 from ferkit.imaging import image_files, read_image, to_face48, to_gray
 from ferkit.inference.detectors import Box, hog_detector, yunet_detector
 from ferkit.inference.faces import crop_face
@@ -77,10 +77,10 @@ def crops_of(photos: list[np.ndarray], crop: Crop | None) -> tuple[np.ndarray, i
     return np.stack(faces), found
 
 
-def scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    present = sorted(set(labels.tolist()))
-    return {"accuracy": round(float(accuracy_score(labels, predicted)), 4),
-            "macro_f1": round(float(f1_score(labels, predicted, labels=present, average="macro", zero_division=0)), 4)}
+def scores(labels: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """Accuracy and macro-F1 over the classes present, as `fer evaluate --data` computes them."""
+    report = per_class_report(labels, predicted, classes)
+    return {"accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
 
 
 def main() -> None:
@@ -105,7 +105,7 @@ def main() -> None:
         for name, crop in variants.items():
             faces, found = crops_of(photos, crop)
             predicted = classifier.predict_proba(faces, tta=args.tta).argmax(axis=1)
-            rows[name] = {**scores(labels, predicted), "found": found, "images": len(labels)}
+            rows[name] = {**scores(labels, predicted, classifier.classes), "found": found, "images": len(labels)}
             print(f"{model:<10} {name:<14} accuracy {rows[name]['accuracy']:.4f}  macro-F1 "
                   f"{rows[name]['macro_f1']:.4f}  faces found {found}/{len(labels)}", flush=True)
     if angles:

@@ -1,4 +1,4 @@
-"""Face detection: from a grayscale photo to 48x48 faces framed the way FER-2013 frames them."""
+"""Face detection: from a photo (grayscale or BGR) to the regions that FER-2013's framing of a face predicts."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class TiltedBox(tuple):
         tilted.angle = angle
         return tilted
 
+
 # A detector maps a grayscale (H, W) or BGR (H, W, 3) photo to the regions to classify; they may
 # reach past its edges. YuNet reads the colour; the others search in gray.
 Detector = Callable[[np.ndarray], list[Box]]
@@ -35,6 +36,7 @@ Detector = Callable[[np.ndarray], list[Box]]
 
 def as_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 # Haar searches a downscaled copy and the boxes are mapped back. Its cost grows with the pixels it
@@ -64,10 +66,10 @@ FACE_MARGIN = 0.10
 OVERLAP_IOU = 0.3
 INSIDE_SHARE = 0.5
 
-# dlib's HOG detector (hog, the default) finds faces and nothing else in our photos, where Haar puts
-# boxes on ties. Its five templates cover frontal faces, turned a little or tilted either way (not
-# profiles), and its smallest face is its 80-pixel window. Its cost grows with the pixels it
-# searches, so it searches a copy scaled by HOG_SCALE whose longer side is brought within
+# dlib's HOG detector (hog, the default where YuNet's wheels do not install) finds faces and nothing
+# else in our photos, where Haar puts boxes on ties. Its five templates cover frontal faces, turned a
+# little or tilted either way (not profiles), and its smallest face is its 80-pixel window. Its cost
+# grows with the pixels it searches, so it searches a copy scaled by HOG_SCALE whose longer side is brought within
 # HOG_SIDES. Measured by benchmarks/detectors.py (CPU ms of one core; the 140 FER-2013 sample
 # faces pasted into 640x480 scenes, found per face side):
 #   search scale on 640x480:    0.7    0.8    0.9    1.0    1.15   1.33
@@ -146,8 +148,8 @@ def haar_detector(scale: float = DETECT_SCALE, sides: tuple[int, int] = DETECT_S
                   scale_step: float = SCALE_STEP, min_neighbours: int = MIN_NEIGHBOURS,
                   margin: float = FACE_MARGIN) -> Detector:
     """OpenCV's frontal-face cascade, shipped inside the opencv-python wheel. The arguments exist for
-    benchmarks/serve.py, which times the full-size search used before (1.0, (1, 1600), 1.1, 5), and
-    benchmarks/detectors.py (margin 0: the cascade's own boxes)."""
+    benchmarks/detectors.py, which also times the full-size search used before (1.0, (1, 1600), 1.1, 5),
+    and frames with the cascade's own boxes (margin 0)."""
     path = Path(cv2.data.haarcascades) / HAAR_CASCADE
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
@@ -272,8 +274,8 @@ def yunet_detector(sides: tuple[int, int] = YUNET_SIDES, threshold: float = YUNE
         rows = rows[np.minimum(rows[:, 3], rows[:, 4]) >= MIN_CLASSIFIED_SIDE * factor]
         boxes = [tuple(round(float(value) / factor) for value in row[1:5]) for row in rows]
         tilts = {box: eye_tilt(row) if upright else 0.0 for box, row in zip(boxes, rows)}
-        return [TiltedBox(framed_box(box, margin, shift), tilts[box]) if tilts[box] else framed_box(box, margin, shift)
-                for box in suppress_overlaps(boxes, rows[:, 0].tolist())]
+        framed = {box: framed_box(box, margin, shift) for box in suppress_overlaps(boxes, rows[:, 0].tolist())}
+        return [TiltedBox(region, tilts[box]) if tilts[box] else region for box, region in framed.items()]
 
     return detect
 
