@@ -201,3 +201,24 @@ def test_learns_the_toy_task(workdir: Path) -> None:
     metrics = train.run("basic")
     assert metrics["best_val_acc"] > 0.5  # chance is 1/7
 
+
+
+def test_init_takes_a_shipped_ensemble_member_and_refuses_what_does_not_fit(tmp_path: Path) -> None:
+    """train.init: a shipped model by name (one member of an ensemble), checked against the network
+    trained here; a missing file or another shape is one line naming train.init."""
+    from ferkit.emotions import FER2013_CLASSES
+    from ferkit.models.checkpoint import member_of
+    from ferkit.pretrained import model_file
+
+    params = {"init": "fer2013", "init_member": 1, "width": 0.5}
+    start = train._initial_weights(params, "vgg", list(FER2013_CLASSES))
+    shipped = load_checkpoint(model_file("fer2013"))
+    expected = member_of(shipped, 1, "fer2013")
+    assert start is not None and start.header.members == 1 and start.header.mean == shipped.header.mean
+    assert all(torch.equal(start.state_dict[key], expected.state_dict[key]) for key in expected.state_dict)
+    assert train._initial_weights({**params, "init": "none"}, "vgg", list(FER2013_CLASSES)) is None
+    for changed, message in (({"init": str(tmp_path / "no.pt")}, r"^train\.init: .*no\.pt: no such model file"),
+                             ({"width": 1.0}, r"^train\.init: .*fer2013\.pt: its width is 0\.5; .* has 1\.0$"),
+                             ({"init_member": 2}, r"fer2013\.pt: has 2 member\(s\); there is no member 2$")):
+        with pytest.raises(FerError, match=message):
+            train._initial_weights({**params, **changed}, "vgg", list(FER2013_CLASSES))

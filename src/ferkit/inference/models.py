@@ -17,13 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-import ferkit.pretrained
-from ferkit.choices import SHIPPED_MODELS
 from ferkit.errors import FerError, first_line
 from ferkit.inference.proba import predict_proba_at
 from ferkit.models.checkpoint import CheckpointHeader, load_checkpoint, model_from_checkpoint
-
-PRETRAINED_DIR = Path(ferkit.pretrained.__file__).parent
+from ferkit.pretrained import PRETRAINED_DIR, model_file  # noqa: F401 (PRETRAINED_DIR: imported from here)
 
 ONNX_FORMAT = "fer-onnx/1"
 INPUT_NAME = "faces"
@@ -96,19 +93,6 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
     except Exception as error:  # onnxruntime raises its own exception types for bad files
         raise FerError(f"{path}: not a readable ONNX model ({first_line(error)})") from None
     return OnnxModel(session, _read_metadata(path, session.get_modelmeta().custom_metadata_map))
-
-
-def model_file(model: str | os.PathLike) -> Path:
-    """The file behind `--model`: a shipped model's name, or a path."""
-    if str(model) in SHIPPED_MODELS:
-        path = PRETRAINED_DIR / f"{model}.pt"
-        if not path.is_file():
-            raise FerError(f"{path}: the shipped model '{model}' is missing from this installation")
-        return path
-    path = Path(model)
-    if not path.is_file():
-        raise FerError(f"{path}: no such model file, and not a shipped model ({', '.join(SHIPPED_MODELS)})")
-    return path
 
 
 def load_classifier(model: str | os.PathLike) -> Classifier:

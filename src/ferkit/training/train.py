@@ -27,9 +27,7 @@ from torch.optim.lr_scheduler import ExponentialLR, LambdaLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-import ferkit.pretrained
 from ferkit.atomic import atomic_path, write_json
-from ferkit.choices import SHIPPED_MODELS
 from ferkit.data.arrays import load_classes, load_probabilities, load_split
 from ferkit.errors import FerError
 from ferkit.layout import DATA_DIR, RunPaths
@@ -37,6 +35,7 @@ from ferkit.models.checkpoint import Checkpoint, CheckpointHeader, load_checkpoi
 from ferkit.models.inputs import train_statistics
 from ferkit.models.networks import build_model
 from ferkit.params import DEFAULT_PARAMS, model_params
+from ferkit.pretrained import model_file
 from ferkit.runtime import resolve_device, resolve_precision, set_cpu_threads
 from ferkit.sources import code_files
 from ferkit.training import distributed
@@ -148,9 +147,10 @@ def _initial_weights(params: dict[str, Any], name: str, classes: list[str]) -> C
     init = params["init"]
     if init == "none":
         return None
-    path = Path(ferkit.pretrained.__file__).parent / f"{init}.pt" if init in SHIPPED_MODELS else Path(init)
-    if not path.is_file():
-        raise FerError(f"train.init: {path}: no such checkpoint, and not a shipped model ({', '.join(SHIPPED_MODELS)})")
+    try:
+        path = model_file(init)
+    except FerError as problem:
+        raise FerError(f"train.init: {problem}") from None
     start = member_of(load_checkpoint(path), params["init_member"], str(path))
     header = start.header
     for key, wanted in (("model", name), ("width", float(params["width"])), ("classes", tuple(classes))):
